@@ -1,0 +1,109 @@
+"""ferroloop: a drop-in asyncio event loop written in Rust.
+
+Use it through a loop factory (the primary route)::
+
+    ferroloop.run(main())
+    asyncio.Runner(loop_factory=ferroloop.new_event_loop)
+
+or, for older code, through the policy shim ``ferroloop.install()``.
+Importing ferroloop changes nothing in asyncio by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio as _asyncio
+import sys as _sys
+from typing import Any, Coroutine, TypeVar
+
+from ._ferroloop import Handle, TimerHandle
+from .loop import Loop
+
+__all__ = (
+    "Loop",
+    "Handle",
+    "TimerHandle",
+    "new_event_loop",
+    "run",
+    "install",
+    "EventLoopPolicy",
+    "__version__",
+)
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__: str = _version("ferroloop")
+except Exception:  # pragma: no cover - running from a source tree
+    __version__ = "0.1.0"
+
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> Loop:
+    """Return a new ferroloop event loop."""
+    return Loop()
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
+    """Run a coroutine on a fresh ferroloop loop, like ``asyncio.run``."""
+    if hasattr(_asyncio, "Runner"):
+        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_legacy(main, debug=debug)  # Python 3.10
+
+
+def _run_legacy(main, *, debug=None):
+    """asyncio.run for Python 3.10, which has no Runner."""
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    if not _asyncio.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    loop = new_event_loop()
+    try:
+        _asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            to_cancel = _asyncio.all_tasks(loop)
+            for task in to_cancel:
+                task.cancel()
+            if to_cancel:
+                loop.run_until_complete(_asyncio.gather(*to_cancel, return_exceptions=True))
+            for task in to_cancel:
+                if not task.cancelled() and task.exception() is not None:
+                    loop.call_exception_handler(
+                        {
+                            "message": "unhandled exception during asyncio.run() shutdown",
+                            "exception": task.exception(),
+                            "task": task,
+                        }
+                    )
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            _asyncio.set_event_loop(None)
+            loop.close()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+    """Event loop policy whose loops are ferroloop loops (for older code;
+    policies are deprecated from Python 3.14)."""
+
+    _loop_factory = Loop
+
+    def __repr__(self) -> str:
+        return "<ferroloop.EventLoopPolicy>"
+
+
+def install() -> None:
+    """Make ferroloop the loop asyncio creates (sets the event loop policy)."""
+    if _sys.version_info >= (3, 12):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _asyncio.set_event_loop_policy(EventLoopPolicy())
+    else:
+        _asyncio.set_event_loop_policy(EventLoopPolicy())

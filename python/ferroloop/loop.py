@@ -1,0 +1,84 @@
+"""The `Loop` class: ferroloop's Rust core under asyncio's event loop API.
+
+`LoopCore` (Rust) owns scheduling: `call_soon`, `call_later`, `call_at`,
+`call_soon_threadsafe`, `time`, `stop`, the fd registrations
+(`_add_reader`/`_add_writer`/...) and the run loop itself. It comes first in
+the MRO, so asyncio's pure-Python versions of those are never used. The rest
+of the API (exception handling, executors, DNS, async generator hooks, and for
+now servers, transports and subprocesses) is asyncio's own code running on top
+of that core, so it behaves exactly as CPython's loop does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from asyncio import base_events, events
+from asyncio.log import logger
+
+from ._ferroloop import LoopCore
+
+__all__ = ("Loop",)
+
+_SelectorLoop = asyncio.SelectorEventLoop
+
+
+class Loop(LoopCore, _SelectorLoop):
+    """An asyncio event loop whose core runs in Rust."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    # -- running -----------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            events._set_running_loop(self)
+            self._run_core()
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
+    def _run_handle_debug(self, handle) -> None:
+        """Run one callback in debug mode, warning when it is slow."""
+        try:
+            self._current_handle = handle
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                logger.warning(
+                    "Executing %s took %.3f seconds",
+                    base_events._format_handle(handle),
+                    dt,
+                )
+        finally:
+            self._current_handle = None
+
+    # -- state -------------------------------------------------------------
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        self._set_debug_core(bool(enabled))
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        super().close()
+        self._close_core()

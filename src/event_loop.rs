@@ -1,0 +1,479 @@
+//! `LoopCore`: the scheduling heart of the loop, and nothing else.
+//!
+//! It owns the ready queue, the timer heap and the reactor, and runs
+//! asyncio's iteration: drop cancelled timers, poll for I/O (GIL released)
+//! with a timeout taken from the next timer, queue the I/O callbacks, then
+//! the due timers, then run exactly the callbacks that were ready when the
+//! iteration began. The Python `ferroloop.Loop` class mixes this base with
+//! asyncio's event loop API.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::clock;
+use crate::gil_cell::GilCell;
+use crate::handle::{Handle, TimerHandle};
+use crate::reactor::{Reactor, Side};
+use crate::timers::TimerHeap;
+
+/// asyncio's cap on one poll: a day.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+/// An entry of the ready queue: one of ours, or an `asyncio.Handle` handed
+/// over by stdlib code (signal handlers go through `_add_callback`).
+pub enum Ready {
+    Native(Py<Handle>),
+    Foreign(Py<PyAny>),
+}
+
+#[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
+pub struct LoopCore {
+    ready: GilCell<VecDeque<Ready>>,
+    timers: GilCell<TimerHeap>,
+    reactor: Reactor,
+    stopping: AtomicBool,
+    closed: AtomicBool,
+    debug: AtomicBool,
+    /// Set while the loop thread is (about to be) blocked in the poll: only
+    /// then does a thread-safe call need to write to the waker.
+    polling: AtomicBool,
+    clock_resolution: f64,
+}
+
+impl LoopCore {
+    #[inline]
+    pub fn is_debug(&self) -> bool {
+        self.debug.load(Relaxed)
+    }
+
+    pub fn timer_cancelled(&self, py: Python<'_>) {
+        self.timers.borrow_mut(py).note_cancelled();
+    }
+
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Relaxed) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn debug_checks(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str, thread: bool) -> PyResult<()> {
+        let py = slf.py();
+        if thread {
+            slf.call_method0(intern!(py, "_check_thread"))?;
+        }
+        slf.call_method1(intern!(py, "_check_callback"), (callback, method))?;
+        Ok(())
+    }
+
+    fn new_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Handle> {
+        Handle::build(
+            slf.py(),
+            callback.unbind(),
+            args.unbind(),
+            context.map(Bound::unbind),
+            slf.clone().unbind(),
+            slf.get().is_debug(),
+        )
+    }
+
+    fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = Py::new(py, Self::new_handle(slf, callback, args, context)?)?;
+        slf.get()
+            .ready
+            .borrow_mut(py)
+            .push_back(Ready::Native(handle.clone_ref(py)));
+        Ok(handle)
+    }
+
+    fn schedule_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let base = Self::new_handle(slf, callback, args, context)?;
+        let timer = TimerHandle::create(py, when, base)?;
+        slf.get().timers.borrow_mut(py).push(when, timer.clone_ref(py));
+        Ok(timer)
+    }
+
+    /// One iteration of the loop, as asyncio's `_run_once`.
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+
+        let purged = this.timers.borrow_mut(py).purge_cancelled(py);
+        drop(purged);
+
+        let timeout = if !this.ready.borrow(py).is_empty() || this.stopping.load(Relaxed) {
+            Some(Duration::ZERO)
+        } else if let Some(when) = this.timers.borrow(py).next_when() {
+            let secs = (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+            Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
+        } else {
+            None
+        };
+
+        // A signal that arrived since the last check must not wait for I/O.
+        py.check_signals()?;
+        this.polling.store(true, SeqCst);
+        let polled = this.reactor.poll(py, timeout, |h| {
+            this.ready.borrow_mut(py).push_back(Ready::Native(h));
+        });
+        this.polling.store(false, SeqCst);
+        polled?;
+        // Runs Python-level signal handlers (e.g. SIGINT's KeyboardInterrupt)
+        // that interrupted the wait.
+        py.check_signals()?;
+
+        let end_time = clock::monotonic() + this.clock_resolution;
+        {
+            let mut timers = this.timers.borrow_mut(py);
+            let mut ready = this.ready.borrow_mut(py);
+            while let Some(timer) = timers.pop_due(end_time) {
+                ready.push_back(Ready::Native(timer.into_bound(py).into_super().unbind()));
+            }
+        }
+
+        let debug = this.is_debug();
+        let ntodo = this.ready.borrow(py).len();
+        for _ in 0..ntodo {
+            let item = this.ready.borrow_mut(py).pop_front();
+            match item {
+                None => break,
+                Some(Ready::Native(handle)) => {
+                    let handle = handle.into_bound(py);
+                    if handle.get().is_cancelled() {
+                        continue;
+                    }
+                    if debug {
+                        slf.call_method1(intern!(py, "_run_handle_debug"), (handle,))?;
+                    } else {
+                        Handle::run(&handle)?;
+                    }
+                }
+                Some(Ready::Foreign(handle)) => {
+                    let handle = handle.into_bound(py);
+                    if handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                        continue;
+                    }
+                    if debug {
+                        slf.call_method1(intern!(py, "_run_handle_debug"), (handle,))?;
+                    } else {
+                        handle.call_method0(intern!(py, "_run"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_fd_callback(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        side: Side,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let fd = fileobj_to_fd(fd)?;
+        let handle = Py::new(py, Self::new_handle(slf, callback, args, None)?)?;
+        let replaced = this.reactor.add(py, fd, side, handle.clone_ref(py))?;
+        if let Some(old) = replaced {
+            Handle::cancel_handle(old.bind(py))?;
+        }
+        Ok(handle)
+    }
+
+    fn remove_fd_callback(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Relaxed) {
+            return Ok(false);
+        }
+        let fd = fileobj_to_fd(fd)?;
+        match this.reactor.remove(py, fd, side) {
+            Some(old) => {
+                Handle::cancel_handle(old.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// selectors' `_fileobj_to_fd`: an int, or an object with `fileno()`.
+pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
+        fileobj.extract()?
+    } else {
+        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", repr_of(fileobj)));
+        let fileno = fileobj
+            .call_method0(intern!(fileobj.py(), "fileno"))
+            .map_err(|_| invalid())?;
+        fileno
+            .call_method0(intern!(fileobj.py(), "__index__"))
+            .and_then(|i| i.extract())
+            .map_err(|_| invalid())?
+    };
+    if fd < 0 || fd > i32::MAX as i64 {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    Ok(fd as RawFd)
+}
+
+fn repr_of(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<object>".into())
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `res` is a valid, writable timespec.
+        unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut res) };
+        Ok(LoopCore {
+            ready: GilCell::new(VecDeque::with_capacity(1024)),
+            timers: GilCell::new(TimerHeap::default()),
+            reactor: Reactor::new()?,
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
+            clock_resolution: res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9,
+        })
+    }
+
+    /// `time.monotonic()`, as asyncio's loop clock.
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon", true)?;
+        }
+        Self::schedule_soon(slf, callback, args, context)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
+        }
+        let handle = Self::schedule_soon(slf, callback, args, context)?;
+        if this.polling.load(SeqCst) {
+            let _ = this.reactor.wake();
+        }
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_at", true)?;
+        }
+        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_at", true)?;
+        }
+        Self::schedule_at(slf, when, callback, args, context)
+    }
+
+    /// Ask `run_forever` to return after the current iteration.
+    fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+        if self.polling.load(SeqCst) {
+            let _ = self.reactor.wake();
+        }
+    }
+
+    /// Queue an existing handle (asyncio's `_add_callback`).
+    fn _add_callback(slf: &Bound<'_, Self>, handle: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let item = match handle.cast::<Handle>() {
+            Ok(h) if h.get().is_cancelled() => return Ok(()),
+            Ok(h) => Ready::Native(h.clone().unbind()),
+            Err(_) => {
+                if handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                    return Ok(());
+                }
+                Ready::Foreign(handle.unbind())
+            }
+        };
+        slf.get().ready.borrow_mut(py).push_back(item);
+        Ok(())
+    }
+
+    /// Wake the loop if it is blocked in the poll (asyncio's self-pipe write).
+    fn _write_to_self(&self) {
+        let _ = self.reactor.wake();
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_fd_callback(slf, fd, Side::Read, callback, args)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_fd_callback(slf, fd, Side::Write, callback, args)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_fd_callback(slf, fd, Side::Read)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_fd_callback(slf, fd, Side::Write)
+    }
+
+    /// Whether `fd` has a reader (`'r'`) or writer (`'w'`): test/debug aid.
+    fn _has_fd_callback(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: &str) -> PyResult<bool> {
+        let side = if side == "w" { Side::Write } else { Side::Read };
+        Ok(slf.get().reactor.has(slf.py(), fileobj_to_fd(fd)?, side))
+    }
+
+    /// The loop proper; the Python wrapper does asyncio's setup around it.
+    fn _run_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let result = loop {
+            if let Err(err) = Self::run_once(slf) {
+                break Err(err);
+            }
+            if this.stopping.swap(false, Relaxed) {
+                break Ok(());
+            }
+        };
+        this.stopping.store(false, Relaxed);
+        result
+    }
+
+    fn _set_debug_core(&self, enabled: bool) {
+        self.debug.store(enabled, Relaxed);
+    }
+
+    /// Mark closed and drop everything queued or registered.
+    fn _close_core(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        this.closed.store(true, Relaxed);
+        let ready: Vec<Ready> = this.ready.borrow_mut(py).drain(..).collect();
+        let timers = this.timers.borrow_mut(py).take_all();
+        let fds = this.reactor.take_all(py);
+        drop((ready, timers, fds));
+    }
+
+    #[getter]
+    fn _timer_count(slf: &Bound<'_, Self>) -> usize {
+        slf.get().timers.borrow(slf.py()).len()
+    }
+
+    #[getter]
+    fn _ready_count(slf: &Bound<'_, Self>) -> usize {
+        slf.get().ready.borrow(slf.py()).len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(ready) = self.ready.unguarded() {
+            for item in ready.iter() {
+                match item {
+                    Ready::Native(h) => visit.call(h)?,
+                    Ready::Foreign(h) => visit.call(h)?,
+                }
+            }
+        }
+        if let Some(timers) = self.timers.unguarded() {
+            for e in timers.iter() {
+                visit.call(&e.handle)?;
+            }
+        }
+        let mut result = Ok(());
+        self.reactor.for_each_unguarded(|h| {
+            if result.is_ok() {
+                result = visit.call(h);
+            }
+        });
+        result
+    }
+
+    fn __clear__(&self) {
+        let ready = self.ready.unguarded().map(|mut r| r.drain(..).collect::<Vec<_>>());
+        let timers = self.timers.unguarded().map(|mut t| t.take_all());
+        drop((ready, timers));
+    }
+}

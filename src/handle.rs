@@ -1,0 +1,354 @@
+//! `Handle` and `TimerHandle`: the objects `call_soon`/`call_later` return.
+//!
+//! They mirror `asyncio.events.Handle`/`TimerHandle`: `cancel()` drops the
+//! callback and its arguments at once (so a cancelled timer keeps nothing
+//! alive), every run happens inside the handle's `contextvars.Context`, and an
+//! exception escaping the callback goes to the loop's exception handler with
+//! the same message and context keys asyncio uses. Only `KeyboardInterrupt`
+//! and `SystemExit` propagate, out of `run_forever`.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::event_loop::LoopCore;
+use crate::gil_cell::GilCell;
+use crate::pyhelpers;
+
+/// What a handle calls: dropped on `cancel()`.
+pub struct Payload {
+    pub callback: Py<PyAny>,
+    pub args: Py<PyTuple>,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct Handle {
+    payload: GilCell<Option<Payload>>,
+    context: Py<PyAny>,
+    loop_: Py<LoopCore>,
+    cancelled: AtomicBool,
+    /// Only in debug mode: where the handle was created (asyncio's format).
+    source_traceback: Option<Py<PyAny>>,
+    /// Debug mode keeps the repr of a cancelled handle, as asyncio does.
+    cancelled_repr: GilCell<Option<String>>,
+}
+
+impl Handle {
+    /// Build a handle; `context=None` copies the current context, like asyncio.
+    pub fn build(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+        loop_: Py<LoopCore>,
+        debug: bool,
+    ) -> PyResult<Handle> {
+        let context = match context {
+            Some(ctx) if !ctx.is_none(py) => ctx,
+            _ => copy_context(py)?,
+        };
+        let source_traceback = if debug {
+            Some(pyhelpers::extract_stack(py)?)
+        } else {
+            None
+        };
+        Ok(Handle {
+            payload: GilCell::new(Some(Payload { callback, args })),
+            context,
+            loop_,
+            cancelled: AtomicBool::new(false),
+            source_traceback,
+            cancelled_repr: GilCell::new(None),
+        })
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Relaxed)
+    }
+
+    pub fn loop_core(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    /// Mark cancelled and drop the callback. The payload is dropped after the
+    /// borrow ends: its destructor may run arbitrary Python code.
+    pub fn cancel_handle(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.swap(true, Relaxed) {
+            return Ok(());
+        }
+        if this.loop_.get().is_debug() {
+            let text = Self::repr_text(slf)?;
+            *this.cancelled_repr.borrow_mut(py) = Some(text);
+        }
+        let dropped = this.payload.borrow_mut(py).take();
+        drop(dropped);
+        Ok(())
+    }
+
+    /// Run the callback in its context. `Ok` unless the callback raised
+    /// `KeyboardInterrupt`/`SystemExit`; anything else is reported to the
+    /// loop's exception handler.
+    pub fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_cancelled() {
+            return Ok(());
+        }
+        // Own references: the callback may cancel its own handle mid-call.
+        let (callback, args) = match &*this.payload.borrow(py) {
+            Some(p) => (p.callback.clone_ref(py), p.args.clone_ref(py)),
+            None => return Ok(()),
+        };
+        // SAFETY: all pointers are owned references kept alive by `callback`,
+        // `args` and `this.context` for the whole call; we hold the GIL. This
+        // is exactly what `Context.run` does: enter, call, exit.
+        let result = unsafe {
+            let ctx = this.context.as_ptr();
+            if ffi::PyContext_Enter(ctx) < 0 {
+                std::ptr::null_mut()
+            } else {
+                let res = ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), std::ptr::null_mut());
+                if ffi::PyContext_Exit(ctx) < 0 && !res.is_null() {
+                    ffi::Py_DECREF(res);
+                    std::ptr::null_mut()
+                } else {
+                    res
+                }
+            }
+        };
+        if !result.is_null() {
+            // SAFETY: a non-null result of PyObject_Call is a new reference.
+            unsafe { ffi::Py_DECREF(result) };
+            return Ok(());
+        }
+        let err = PyErr::fetch(py);
+        if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
+            return Err(err);
+        }
+        let source = pyhelpers::format_callback_source(py, callback.bind(py), args.bind(py))?;
+        let context = PyDict::new(py);
+        context.set_item(intern!(py, "message"), format!("Exception in callback {source}"))?;
+        context.set_item(intern!(py, "exception"), err.value(py))?;
+        context.set_item(intern!(py, "handle"), slf)?;
+        if let Some(tb) = &this.source_traceback {
+            context.set_item(intern!(py, "source_traceback"), tb)?;
+        }
+        this.loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+
+    /// asyncio's `_repr_info` parts, minus the class name.
+    fn repr_parts(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut info = Vec::new();
+        if this.is_cancelled() {
+            info.push("cancelled".to_string());
+        }
+        let payload = this
+            .payload
+            .borrow(py)
+            .as_ref()
+            .map(|p| (p.callback.clone_ref(py), p.args.clone_ref(py)));
+        if let Some((cb, args)) = payload {
+            info.push(pyhelpers::format_callback_source(py, cb.bind(py), args.bind(py))?);
+        }
+        if let Some(tb) = &this.source_traceback {
+            let tb = tb.bind(py);
+            if tb.len()? > 0 {
+                let frame = tb.get_item(-1)?;
+                let file: String = frame.get_item(0)?.str()?.extract()?;
+                let line: String = frame.get_item(1)?.str()?.extract()?;
+                info.push(format!("created at {file}:{line}"));
+            }
+        }
+        Ok(info)
+    }
+
+    fn repr_text(slf: &Bound<'_, Handle>) -> PyResult<String> {
+        let py = slf.py();
+        if let Some(text) = &*slf.get().cancelled_repr.borrow(py) {
+            return Ok(text.clone());
+        }
+        let name = slf.get_type().name()?.to_string();
+        let mut info = vec![name];
+        info.extend(Self::repr_parts(slf)?);
+        if let Ok(timer) = slf.cast::<TimerHandle>() {
+            let when = timer.get().when.into_pyobject(py)?.repr()?.to_string();
+            let pos = if slf.get().is_cancelled() { 2 } else { 1 };
+            info.insert(pos.min(info.len()), format!("when={when}"));
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+/// `contextvars.copy_context()` through the C API.
+pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
+    // exception set; `from_owned_ptr_or_err` handles both.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()).map(Bound::unbind) }
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::cancel_handle(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run(slf)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.payload.borrow(py).as_ref().map(|p| p.callback.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.payload.borrow(py).as_ref().map(|p| p.args.clone_ref(py))
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        Self::repr_text(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(payload) = self.payload.unguarded() {
+            if let Some(p) = payload.as_ref() {
+                visit.call(&p.callback)?;
+                visit.call(&p.args)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let dropped = self.payload.unguarded().and_then(|mut p| p.take());
+        drop(dropped);
+    }
+}
+
+/// A handle scheduled for a point in time (`call_later`/`call_at`).
+#[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
+pub struct TimerHandle {
+    pub when: f64,
+    /// True while the handle sits in the loop's timer heap.
+    pub scheduled: AtomicBool,
+}
+
+impl TimerHandle {
+    pub fn create(py: Python<'_>, when: f64, base: Handle) -> PyResult<Py<TimerHandle>> {
+        let init = PyClassInitializer::from(base).add_subclass(TimerHandle {
+            when,
+            scheduled: AtomicBool::new(true),
+        });
+        Py::new(py, init)
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Relaxed)
+    }
+
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let base = slf.as_super();
+        if !base.get().is_cancelled() && slf.get().scheduled.load(Relaxed) {
+            base.get().loop_core().get().timer_cancelled(slf.py());
+        }
+        Handle::cancel_handle(base)
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        // asyncio hashes `_when`.
+        self.when.into_pyobject(py)?.hash()
+    }
+
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let equal = || -> PyResult<bool> {
+            if a != b {
+                return Ok(false);
+            }
+            let (sa, sb) = (slf.as_super(), other.as_super());
+            if sa.get().is_cancelled() != sb.get().is_cancelled() {
+                return Ok(false);
+            }
+            let pa = Handle::_callback(sa.get(), py);
+            let pb = Handle::_callback(sb.get(), py);
+            let aa = Handle::_args(sa.get(), py);
+            let ab = Handle::_args(sb.get(), py);
+            Ok(pa.into_pyobject(py)?.eq(pb)? && aa.into_pyobject(py)?.eq(ab)?)
+        };
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Gt => a > b,
+            CompareOp::Le => a < b || equal()?,
+            CompareOp::Ge => a > b || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(result.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}
+

@@ -1,0 +1,25 @@
+//! ferroloop: an asyncio event loop in Rust.
+//!
+//! - `event_loop`: the scheduler (`LoopCore`): ready queue, timers, run loop.
+//! - `handle`: `Handle`/`TimerHandle`, the callbacks the loop runs.
+//! - `timers`: the timer heap.
+//! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
+//! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
+
+use pyo3::prelude::*;
+
+mod clock;
+mod event_loop;
+mod gil_cell;
+mod handle;
+mod pyhelpers;
+mod reactor;
+mod timers;
+
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::LoopCore>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_class::<handle::TimerHandle>()?;
+    Ok(())
+}
