@@ -15,14 +15,19 @@ use std::time::Duration;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyInt, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handle::{Handle, TimerHandle};
+use crate::handle::{untracked, Handle, TimerHandle};
 use crate::reactor::{Reactor, Side};
 use crate::timers::TimerHeap;
+
+static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// asyncio's cap on one poll: a day.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -66,7 +71,12 @@ impl LoopCore {
         Ok(())
     }
 
-    fn debug_checks(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str, thread: bool) -> PyResult<()> {
+    fn debug_checks(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+        thread: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
         if thread {
             slf.call_method0(intern!(py, "_check_thread"))?;
@@ -80,6 +90,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
+        oneshot: bool,
     ) -> PyResult<Handle> {
         Handle::build(
             slf.py(),
@@ -88,6 +99,7 @@ impl LoopCore {
             context.map(Bound::unbind),
             slf.clone().unbind(),
             slf.get().is_debug(),
+            oneshot,
         )
     }
 
@@ -98,7 +110,10 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(py, Self::new_handle(slf, callback, args, context)?)?;
+        let handle = untracked(Py::new(
+            py,
+            Self::new_handle(slf, callback, args, context, true)?,
+        )?);
         slf.get()
             .ready
             .borrow_mut(py)
@@ -114,9 +129,12 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        let base = Self::new_handle(slf, callback, args, context)?;
+        let base = Self::new_handle(slf, callback, args, context, true)?;
         let timer = TimerHandle::create(py, when, base)?;
-        slf.get().timers.borrow_mut(py).push(when, timer.clone_ref(py));
+        slf.get()
+            .timers
+            .borrow_mut(py)
+            .push(when, timer.clone_ref(py));
         Ok(timer)
     }
 
@@ -137,8 +155,10 @@ impl LoopCore {
             None
         };
 
-        // A signal that arrived since the last check must not wait for I/O.
-        py.check_signals()?;
+        if timeout != Some(Duration::ZERO) {
+            // A signal that arrived since the last check must not wait for I/O.
+            py.check_signals()?;
+        }
         this.polling.store(true, SeqCst);
         let polled = this.reactor.poll(py, timeout, |h| {
             this.ready.borrow_mut(py).push_back(Ready::Native(h));
@@ -149,9 +169,12 @@ impl LoopCore {
         // that interrupted the wait.
         py.check_signals()?;
 
-        let end_time = clock::monotonic() + this.clock_resolution;
         {
             let mut timers = this.timers.borrow_mut(py);
+            let end_time = match timers.len() {
+                0 => f64::NEG_INFINITY,
+                _ => clock::monotonic() + this.clock_resolution,
+            };
             let mut ready = this.ready.borrow_mut(py);
             while let Some(timer) = timers.pop_due(end_time) {
                 ready.push_back(Ready::Native(timer.into_bound(py).into_super().unbind()));
@@ -202,7 +225,7 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed()?;
         let fd = fileobj_to_fd(fd)?;
-        let handle = Py::new(py, Self::new_handle(slf, callback, args, None)?)?;
+        let handle = Py::new(py, Self::new_handle(slf, callback, args, None, false)?)?;
         let replaced = this.reactor.add(py, fd, side, handle.clone_ref(py))?;
         if let Some(old) = replaced {
             Handle::cancel_handle(old.bind(py))?;
@@ -210,7 +233,11 @@ impl LoopCore {
         Ok(handle)
     }
 
-    fn remove_fd_callback(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+    fn remove_fd_callback(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        side: Side,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         if this.closed.load(Relaxed) {
@@ -232,7 +259,8 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
         fileobj.extract()?
     } else {
-        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", repr_of(fileobj)));
+        let invalid =
+            || PyValueError::new_err(format!("Invalid file object: {}", repr_of(fileobj)));
         let fileno = fileobj
             .call_method0(intern!(fileobj.py(), "fileno"))
             .map_err(|_| invalid())?;
@@ -242,13 +270,17 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
             .map_err(|_| invalid())?
     };
     if fd < 0 || fd > i32::MAX as i64 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
     }
     Ok(fd as RawFd)
 }
 
 fn repr_of(obj: &Bound<'_, PyAny>) -> String {
-    obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<object>".into())
+    obj.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "<object>".into())
 }
 
 #[pymethods]
@@ -256,7 +288,10 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `res` is a valid, writable timespec.
         unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut res) };
         Ok(LoopCore {
@@ -344,6 +379,46 @@ impl LoopCore {
         Self::schedule_at(slf, when, callback, args, context)
     }
 
+    /// `asyncio.Future(loop=self)`, without a Python frame in between.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), slf)?;
+        FUTURE
+            .import(py, "asyncio.futures", "Future")?
+            .call((), Some(&kwargs))
+    }
+
+    /// asyncio's `create_task`: `Task(coro, loop=self, ...)` directly when
+    /// no task factory is set and debug is off; asyncio's own code otherwise.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let kwargs = PyDict::new(py);
+        if let Some(name) = name.filter(|n| !n.is_none()) {
+            kwargs.set_item(intern!(py, "name"), name)?;
+        }
+        if let Some(context) = context.filter(|c| !c.is_none()) {
+            kwargs.set_item(intern!(py, "context"), context)?;
+        }
+        if this.is_debug() || !slf.getattr(intern!(py, "_task_factory"))?.is_none() {
+            let base = BASE_LOOP.import(py, "asyncio.base_events", "BaseEventLoop")?;
+            return base
+                .getattr(intern!(py, "create_task"))?
+                .call((slf, coro), Some(&kwargs));
+        }
+        kwargs.set_item(intern!(py, "loop"), slf)?;
+        TASK.import(py, "asyncio.tasks", "Task")?
+            .call((coro,), Some(&kwargs))
+    }
+
     /// Ask `run_forever` to return after the current iteration.
     fn stop(&self) {
         self.stopping.store(true, Relaxed);
@@ -403,7 +478,11 @@ impl LoopCore {
     }
 
     /// Whether `fd` has a reader (`'r'`) or writer (`'w'`): test/debug aid.
-    fn _has_fd_callback(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: &str) -> PyResult<bool> {
+    fn _has_fd_callback(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        side: &str,
+    ) -> PyResult<bool> {
         let side = if side == "w" { Side::Write } else { Side::Read };
         Ok(slf.get().reactor.has(slf.py(), fileobj_to_fd(fd)?, side))
     }
@@ -451,28 +530,20 @@ impl LoopCore {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(ready) = self.ready.unguarded() {
             for item in ready.iter() {
-                match item {
-                    Ready::Native(h) => visit.call(h)?,
-                    Ready::Foreign(h) => visit.call(h)?,
+                // Native handles are untracked (see `handle::untracked`).
+                if let Ready::Foreign(h) = item {
+                    visit.call(h)?;
                 }
             }
         }
-        if let Some(timers) = self.timers.unguarded() {
-            for e in timers.iter() {
-                visit.call(&e.handle)?;
-            }
-        }
-        let mut result = Ok(());
-        self.reactor.for_each_unguarded(|h| {
-            if result.is_ok() {
-                result = visit.call(h);
-            }
-        });
-        result
+        Ok(())
     }
 
     fn __clear__(&self) {
-        let ready = self.ready.unguarded().map(|mut r| r.drain(..).collect::<Vec<_>>());
+        let ready = self
+            .ready
+            .unguarded()
+            .map(|mut r| r.drain(..).collect::<Vec<_>>());
         let timers = self.timers.unguarded().map(|mut t| t.take_all());
         drop((ready, timers));
     }

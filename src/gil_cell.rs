@@ -13,7 +13,9 @@ use std::cell::{Ref, RefCell, RefMut};
 use pyo3::Python;
 
 #[cfg(Py_GIL_DISABLED)]
-compile_error!("ferroloop relies on the GIL for its queues; free-threaded builds are not supported yet");
+compile_error!(
+    "ferroloop relies on the GIL for its queues; free-threaded builds are not supported yet"
+);
 
 pub struct GilCell<T>(RefCell<T>);
 

@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
-use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
-use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
@@ -37,6 +36,11 @@ pub struct Handle {
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode keeps the repr of a cancelled handle, as asyncio does.
     cancelled_repr: GilCell<Option<String>>,
+    /// `call_soon`/`call_later` handles run once and then let go of their
+    /// callback; fd handles (`add_reader`) run on every readiness.
+    oneshot: bool,
+    /// The context is our own untracked copy, not yet seen by Python code.
+    context_private: AtomicBool,
 }
 
 impl Handle {
@@ -48,10 +52,11 @@ impl Handle {
         context: Option<Py<PyAny>>,
         loop_: Py<LoopCore>,
         debug: bool,
+        oneshot: bool,
     ) -> PyResult<Handle> {
-        let context = match context {
-            Some(ctx) if !ctx.is_none(py) => ctx,
-            _ => copy_context(py)?,
+        let (context, private) = match context {
+            Some(ctx) if !ctx.is_none(py) => (ctx, false),
+            _ => (private_context_copy(py)?, true),
         };
         let source_traceback = if debug {
             Some(pyhelpers::extract_stack(py)?)
@@ -65,7 +70,24 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             source_traceback,
             cancelled_repr: GilCell::new(None),
+            oneshot,
+            context_private: AtomicBool::new(private),
         })
+    }
+
+    /// The context, back under the cycle collector now that Python sees it.
+    fn expose_context(&self, py: Python<'_>) -> Py<PyAny> {
+        if self.context_private.swap(false, Relaxed) {
+            let ptr = self.context.as_ptr();
+            // SAFETY: `ptr` is our live context; it is only tracked if it is
+            // not already (tracking twice is an error).
+            unsafe {
+                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                    ffi::PyObject_GC_Track(ptr.cast());
+                }
+            }
+        }
+        self.context.clone_ref(py)
     }
 
     #[inline]
@@ -104,9 +126,20 @@ impl Handle {
             return Ok(());
         }
         // Own references: the callback may cancel its own handle mid-call.
-        let (callback, args) = match &*this.payload.borrow(py) {
-            Some(p) => (p.callback.clone_ref(py), p.args.clone_ref(py)),
-            None => return Ok(()),
+        // A one-shot handle gives its callback up for good: handles are not
+        // tracked by Python's cycle collector (tracking millions of queued
+        // handles dominated call_soon's cost), so holding the callback after
+        // the run could keep a handle <-> callback cycle alive forever.
+        let payload = if this.oneshot {
+            this.payload.borrow_mut(py).take()
+        } else {
+            this.payload.borrow(py).as_ref().map(|p| Payload {
+                callback: p.callback.clone_ref(py),
+                args: p.args.clone_ref(py),
+            })
+        };
+        let Some(Payload { callback, args }) = payload else {
+            return Ok(());
         };
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
@@ -116,7 +149,8 @@ impl Handle {
             if ffi::PyContext_Enter(ctx) < 0 {
                 std::ptr::null_mut()
             } else {
-                let res = ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), std::ptr::null_mut());
+                let res =
+                    ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), std::ptr::null_mut());
                 if ffi::PyContext_Exit(ctx) < 0 && !res.is_null() {
                     ffi::Py_DECREF(res);
                     std::ptr::null_mut()
@@ -136,7 +170,10 @@ impl Handle {
         }
         let source = pyhelpers::format_callback_source(py, callback.bind(py), args.bind(py))?;
         let context = PyDict::new(py);
-        context.set_item(intern!(py, "message"), format!("Exception in callback {source}"))?;
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {source}"),
+        )?;
         context.set_item(intern!(py, "exception"), err.value(py))?;
         context.set_item(intern!(py, "handle"), slf)?;
         if let Some(tb) = &this.source_traceback {
@@ -162,7 +199,11 @@ impl Handle {
             .as_ref()
             .map(|p| (p.callback.clone_ref(py), p.args.clone_ref(py)));
         if let Some((cb, args)) = payload {
-            info.push(pyhelpers::format_callback_source(py, cb.bind(py), args.bind(py))?);
+            info.push(pyhelpers::format_callback_source(
+                py,
+                cb.bind(py),
+                args.bind(py),
+            )?);
         }
         if let Some(tb) = &this.source_traceback {
             let tb = tb.bind(py);
@@ -193,6 +234,43 @@ impl Handle {
     }
 }
 
+/// Allocate a handle object outside the cycle collector.
+///
+/// PyO3 makes every class a GC type; with millions of handles queued, the
+/// collector's passes over them cost more than scheduling itself. Handles
+/// let go of their callback once run or cancelled, so they only sit in a
+/// cycle while pending, when the loop keeps them alive anyway.
+pub fn untracked<T: pyo3::PyClass>(obj: Py<T>) -> Py<T> {
+    // SAFETY: `obj` is a live object we own; untracking a GC object is always
+    // allowed (it merely stops cycle detection from visiting it), and PyO3's
+    // dealloc untracks again, which is a no-op for an untracked object.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    obj
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // CPython's context dealloc assumes a tracked object: hand a private
+        // context back to the collector before our reference goes away.
+        if *self.context_private.get_mut() {
+            // SAFETY: we run inside the handle's tp_dealloc, with the GIL held,
+            // and `self.context` is alive until this struct's fields drop.
+            unsafe { ffi::PyObject_GC_Track(self.context.as_ptr().cast()) };
+        }
+    }
+}
+
+/// A copy of the current context that only this handle will see: kept out of
+/// the cycle collector (one per `call_soon` otherwise floods it) until Python
+/// code gets hold of it through `get_context()`.
+fn private_context_copy(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let ctx = copy_context(py)?;
+    // SAFETY: a fresh context we own; untracking only hides it from cycle
+    // detection. `expose_context` tracks it again before anyone else sees it.
+    unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
+    Ok(ctx)
+}
+
 /// `contextvars.copy_context()` through the C API.
 pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
@@ -211,7 +289,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.expose_context(py)
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -225,17 +303,23 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.payload.borrow(py).as_ref().map(|p| p.callback.clone_ref(py))
+        self.payload
+            .borrow(py)
+            .as_ref()
+            .map(|p| p.callback.clone_ref(py))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.payload.borrow(py).as_ref().map(|p| p.args.clone_ref(py))
+        self.payload
+            .borrow(py)
+            .as_ref()
+            .map(|p| p.args.clone_ref(py))
     }
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.expose_context(py)
     }
 
     #[getter]
@@ -250,26 +334,6 @@ impl Handle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         Self::repr_text(slf)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(payload) = self.payload.unguarded() {
-            if let Some(p) = payload.as_ref() {
-                visit.call(&p.callback)?;
-                visit.call(&p.args)?;
-            }
-        }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let dropped = self.payload.unguarded().and_then(|mut p| p.take());
-        drop(dropped);
     }
 }
 
@@ -287,7 +351,7 @@ impl TimerHandle {
             when,
             scheduled: AtomicBool::new(true),
         });
-        Py::new(py, init)
+        Py::new(py, init).map(untracked)
     }
 }
 
@@ -320,7 +384,11 @@ impl TimerHandle {
         self.when.into_pyobject(py)?.hash()
     }
 
-    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
@@ -351,4 +419,3 @@ impl TimerHandle {
         Ok(result.into_pyobject(py)?.to_owned().into_any().unbind())
     }
 }
-

@@ -15,7 +15,8 @@ pub fn format_callback_source(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<String> {
-    let f = FORMAT_CALLBACK_SOURCE.import(py, "asyncio.format_helpers", "_format_callback_source")?;
+    let f =
+        FORMAT_CALLBACK_SOURCE.import(py, "asyncio.format_helpers", "_format_callback_source")?;
     f.call1((callback, args))?.extract()
 }
 

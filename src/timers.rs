@@ -82,8 +82,9 @@ impl TimerHeap {
         if count > MIN_SCHEDULED_TIMER_HANDLES
             && self.cancelled as f64 / count as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
-            let (keep, drop): (Vec<Entry>, Vec<Entry>) =
-                std::mem::take(&mut self.heap).into_iter().partition(|e| !is_cancelled(e));
+            let (keep, drop): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.heap)
+                .into_iter()
+                .partition(|e| !is_cancelled(e));
             self.heap = BinaryHeap::from(keep);
             removed = drop;
             self.cancelled = 0;
@@ -122,9 +123,5 @@ impl TimerHeap {
             e.handle.get().scheduled.store(false, Relaxed);
         }
         all
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.heap.iter()
     }
 }

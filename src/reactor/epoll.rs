@@ -7,7 +7,13 @@ use std::os::fd::RawFd;
 /// with the fd itself as the event token. Both false removes the fd.
 /// `known` says whether we believe the fd is registered; a stale belief
 /// (the fd was closed and its number reused) is repaired here.
-pub fn set_interest(epfd: RawFd, fd: RawFd, read: bool, write: bool, known: bool) -> io::Result<()> {
+pub fn set_interest(
+    epfd: RawFd,
+    fd: RawFd,
+    read: bool,
+    write: bool,
+    known: bool,
+) -> io::Result<()> {
     if !read && !write {
         return ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
     }
@@ -24,7 +30,9 @@ pub fn set_interest(epfd: RawFd, fd: RawFd, read: bool, write: bool, known: bool
         (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD)
     };
     match ctl(epfd, first, fd, mask) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EEXIST)) => ctl(epfd, second, fd, mask),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EEXIST)) => {
+            ctl(epfd, second, fd, mask)
+        }
         other => other,
     }
 }

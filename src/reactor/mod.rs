@@ -75,7 +75,13 @@ impl Reactor {
 
     /// Install `handle` as the reader or writer of `fd`; returns the handle
     /// it replaces (the caller cancels it, outside any borrow).
-    pub fn add(&self, py: Python<'_>, fd: RawFd, side: Side, handle: Py<Handle>) -> PyResult<Option<Py<Handle>>> {
+    pub fn add(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        handle: Py<Handle>,
+    ) -> PyResult<Option<Py<Handle>>> {
         let mut fds = self.fds.borrow_mut(py);
         let known = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
@@ -130,27 +136,29 @@ impl Reactor {
         all.into_iter().map(|(_, e)| e).collect()
     }
 
-    /// Visit every registered handle (for the garbage collector).
-    pub fn for_each_unguarded(&self, mut f: impl FnMut(&Py<Handle>)) {
-        if let Some(fds) = self.fds.unguarded() {
-            for e in fds.values() {
-                e.reader.iter().chain(e.writer.iter()).for_each(&mut f);
-            }
-        }
-    }
-
     /// Wait for readiness with the GIL released, then hand the ready
     /// callbacks to `push`, readers before writers, in kernel order.
     /// Cancelled handles found on the way are unregistered, as asyncio does.
     /// An interrupted wait (a signal) is not an error: the caller checks
     /// Python's signal handlers next.
-    pub fn poll(&self, py: Python<'_>, timeout: Option<Duration>, mut push: impl FnMut(Py<Handle>)) -> PyResult<()> {
+    pub fn poll(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Duration>,
+        mut push: impl FnMut(Py<Handle>),
+    ) -> PyResult<()> {
         let mut guard = self
             .poller
             .lock()
             .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("reactor lock poisoned"))?;
         let Poller { poll, events } = &mut *guard;
-        let result = py.detach(|| poll.poll(events, timeout));
+        // A zero-timeout poll returns at once: releasing and re-taking the
+        // GIL around it would cost more than the syscall itself.
+        let result = if timeout == Some(Duration::ZERO) {
+            poll.poll(events, timeout)
+        } else {
+            py.detach(|| poll.poll(events, timeout))
+        };
         match result {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -168,7 +176,10 @@ impl Reactor {
                 let err = event.is_error();
                 let readable = event.is_readable() || event.is_read_closed() || err;
                 let writable = event.is_writable() || event.is_write_closed() || err;
-                for (ready, slot, side) in [(readable, &entry.reader, Side::Read), (writable, &entry.writer, Side::Write)] {
+                for (ready, slot, side) in [
+                    (readable, &entry.reader, Side::Read),
+                    (writable, &entry.writer, Side::Write),
+                ] {
                     if let (true, Some(h)) = (ready, slot) {
                         if h.get().is_cancelled() {
                             stale.push((fd, side));
