@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
-use pyo3::intern;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
@@ -36,8 +37,8 @@ pub struct Handle {
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode keeps the repr of a cancelled handle, as asyncio does.
     cancelled_repr: GilCell<Option<String>>,
-    /// `call_soon`/`call_later` handles run once and then let go of their
-    /// callback; fd handles (`add_reader`) run on every readiness.
+    /// `call_soon`/`call_later` handles run once; fd handles (`add_reader`)
+    /// run on every readiness and stay owned by the reactor.
     oneshot: bool,
     /// The context is our own untracked copy, not yet seen by Python code.
     context_private: AtomicBool,
@@ -126,21 +127,28 @@ impl Handle {
             return Ok(());
         }
         // Own references: the callback may cancel its own handle mid-call.
-        // A one-shot handle gives its callback up for good: handles are not
-        // tracked by Python's cycle collector (tracking millions of queued
-        // handles dominated call_soon's cost), so holding the callback after
-        // the run could keep a handle <-> callback cycle alive forever.
-        let payload = if this.oneshot {
-            this.payload.borrow_mut(py).take()
-        } else {
-            this.payload.borrow(py).as_ref().map(|p| Payload {
-                callback: p.callback.clone_ref(py),
-                args: p.args.clone_ref(py),
-            })
-        };
-        let Some(Payload { callback, args }) = payload else {
+        let payload = this
+            .payload
+            .borrow(py)
+            .as_ref()
+            .map(|p| (p.callback.clone_ref(py), p.args.clone_ref(py)));
+        let Some((callback, args)) = payload else {
             return Ok(());
         };
+        let outcome = Self::call_in_context(slf, &callback, &args);
+        if this.oneshot {
+            track_if_shared(slf);
+        }
+        outcome
+    }
+
+    fn call_in_context(
+        slf: &Bound<'_, Handle>,
+        callback: &Py<PyAny>,
+        args: &Py<PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
@@ -174,7 +182,8 @@ impl Handle {
             intern!(py, "message"),
             format!("Exception in callback {source}"),
         )?;
-        context.set_item(intern!(py, "exception"), err.value(py))?;
+        // `into_value` attaches the traceback, as a Python `except` would.
+        context.set_item(intern!(py, "exception"), err.into_value(py))?;
         context.set_item(intern!(py, "handle"), slf)?;
         if let Some(tb) = &this.source_traceback {
             context.set_item(intern!(py, "source_traceback"), tb)?;
@@ -237,9 +246,11 @@ impl Handle {
 /// Allocate a handle object outside the cycle collector.
 ///
 /// PyO3 makes every class a GC type; with millions of handles queued, the
-/// collector's passes over them cost more than scheduling itself. Handles
-/// let go of their callback once run or cancelled, so they only sit in a
-/// cycle while pending, when the loop keeps them alive anyway.
+/// collector's passes over them cost more than scheduling itself. A pending
+/// handle is kept alive by the loop anyway, so the collector has nothing to
+/// find there; once it has run, `track_if_shared` hands a handle that
+/// someone else still holds back to the collector (a cancelled one has
+/// already dropped its callback).
 pub fn untracked<T: pyo3::PyClass>(obj: Py<T>) -> Py<T> {
     // SAFETY: `obj` is a live object we own; untracking a GC object is always
     // allowed (it merely stops cycle detection from visiting it), and PyO3's
@@ -256,6 +267,20 @@ impl Drop for Handle {
             // SAFETY: we run inside the handle's tp_dealloc, with the GIL held,
             // and `self.context` is alive until this struct's fields drop.
             unsafe { ffi::PyObject_GC_Track(self.context.as_ptr().cast()) };
+        }
+    }
+}
+
+/// After a one-shot run: if Python code still holds the handle (e.g.
+/// `self._timer = loop.call_later(..., self._tick)`), it may sit in a cycle
+/// with its callback, so the collector must see it from now on.
+fn track_if_shared(slf: &Bound<'_, Handle>) {
+    let ptr = slf.as_ptr();
+    // SAFETY: `ptr` is alive (we hold `slf`) and the GIL is held; an object
+    // is only tracked when it is not already.
+    unsafe {
+        if ffi::Py_REFCNT(ptr) > 1 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
         }
     }
 }
@@ -334,6 +359,27 @@ impl Handle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         Self::repr_text(slf)
+    }
+
+    /// Only called once the handle is tracked again (see `track_if_shared`).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(payload) = self.payload.unguarded() {
+            if let Some(p) = payload.as_ref() {
+                visit.call(&p.callback)?;
+                visit.call(&p.args)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let dropped = self.payload.unguarded().and_then(|mut p| p.take());
+        drop(dropped);
     }
 }
 

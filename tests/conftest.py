@@ -1,0 +1,104 @@
+"""Shared fixtures for ferroloop's behaviour tests.
+
+Most tests run twice, once on CPython's own loop (``stdlib``) and once on
+ferroloop (``ferroloop``): the stdlib run shows that what the test expects
+is asyncio's behaviour, the ferroloop run that ferroloop matches it.
+Tests of things asyncio does not promise (or gets wrong) use ``floop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.helpers import ferroloop
+
+
+LOOP_FACTORIES = [
+    pytest.param(asyncio.new_event_loop, id="stdlib"),
+    pytest.param(ferroloop.new_event_loop, id="ferroloop"),
+]
+
+
+def _dispose(loop: asyncio.AbstractEventLoop) -> None:
+    if loop.is_closed():
+        return
+    if loop.is_running():  # a test failed while the loop ran elsewhere
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except Exception:
+        pass
+    finally:
+        loop.close()
+
+
+@pytest.fixture(params=LOOP_FACTORIES)
+def loop(request):
+    """A fresh loop: CPython's (``stdlib``) and then ferroloop's."""
+    lp = request.param()
+    yield lp
+    _dispose(lp)
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture(params=LOOP_FACTORIES)
+def loop_factory(request):
+    """The loop factory itself, for tests that make their own loops."""
+    return request.param
+
+
+@pytest.fixture
+def floop():
+    """A ferroloop loop, for ferroloop-only guarantees."""
+    lp = ferroloop.new_event_loop()
+    yield lp
+    _dispose(lp)
+    asyncio.set_event_loop(None)
+
+
+# -- a per-test time limit (no plugin needed) --------------------------------
+#
+# A hung loop must fail its test, not the whole run. SIGALRM interrupts the
+# poll; the exception is a SystemExit subclass so that neither asyncio's
+# Handle._run nor a Task swallows it on its way out of run_forever().
+
+TEST_TIME_LIMIT = 20.0
+
+
+class TestTimeLimit(SystemExit):
+    __test__ = False
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeLimit(f"test exceeded {TEST_TIME_LIMIT} s (hung loop?)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    use_alarm = threading.current_thread() is threading.main_thread()
+    if use_alarm:
+        old = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, TEST_TIME_LIMIT)
+    try:
+        return (yield)
+    except TestTimeLimit as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_running_loop():
+    yield
+    # A test that failed mid-run must not leave a running loop behind.
+    asyncio.events._set_running_loop(None)
+    gc.collect()
