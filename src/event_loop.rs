@@ -48,7 +48,8 @@ pub struct LoopCore {
     closed: AtomicBool,
     debug: AtomicBool,
     /// Set while the loop thread is (about to be) blocked in the poll: only
-    /// then does a thread-safe call need to write to the waker.
+    /// then does a thread-safe call need to write to the waker, and only the
+    /// first one (it clears the flag).
     polling: AtomicBool,
     clock_resolution: f64,
 }
@@ -339,7 +340,8 @@ impl LoopCore {
             Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
         }
         let handle = Self::schedule_soon(slf, callback, args, context)?;
-        if this.polling.load(SeqCst) {
+        // Only the first call after the loop went to sleep pays for a wakeup.
+        if this.polling.swap(false, SeqCst) {
             let _ = this.reactor.wake();
         }
         Ok(handle)
@@ -422,7 +424,7 @@ impl LoopCore {
     /// Ask `run_forever` to return after the current iteration.
     fn stop(&self) {
         self.stopping.store(true, Relaxed);
-        if self.polling.load(SeqCst) {
+        if self.polling.swap(false, SeqCst) {
             let _ = self.reactor.wake();
         }
     }
