@@ -147,6 +147,10 @@ impl LoopCore {
         let purged = this.timers.borrow_mut(py).purge_cancelled(py);
         drop(purged);
 
+        // Python signal handlers first: one that schedules a callback must
+        // turn a blocking poll into a non-blocking one.
+        py.check_signals()?;
+
         let timeout = if !this.ready.borrow(py).is_empty() || this.stopping.load(Relaxed) {
             Some(Duration::ZERO)
         } else if let Some(when) = this.timers.borrow(py).next_when() {
@@ -156,10 +160,6 @@ impl LoopCore {
             None
         };
 
-        if timeout != Some(Duration::ZERO) {
-            // A signal that arrived since the last check must not wait for I/O.
-            py.check_signals()?;
-        }
         this.polling.store(true, SeqCst);
         let polled = this.reactor.poll(py, timeout, |h| {
             this.ready.borrow_mut(py).push_back(Ready::Native(h));

@@ -1,0 +1,216 @@
+"""Object lifetimes: what the loop keeps alive, reference cycles through
+handles and their contexts, and loops that are dropped or closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import os
+import socket
+import warnings
+import weakref
+
+from tests.helpers import run_iterations, run_python
+
+request_var = contextvars.ContextVar("request_var")
+
+
+class Request:
+    def on_timeout(self):
+        pass
+
+
+def test_handle_kept_by_its_callback_owner_is_collected(loop):
+    # obj -> handle -> obj.method -> obj: a plain cycle once the handle ran.
+    class Ticker:
+        def tick(self):
+            pass
+
+    t = Ticker()
+    t.handle = loop.call_later(0, t.tick)
+    ref = weakref.ref(t)
+    run_loop = loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    del t, run_loop
+    gc.collect()
+    assert ref() is None
+
+
+def test_cancelled_handle_in_cycle_is_collected(loop):
+    class Ticker:
+        def tick(self):
+            pass
+
+    t = Ticker()
+    t.handle = loop.call_later(3600, t.tick)
+    t.handle.cancel()
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_cancelled_timers_context_is_collected(loop):
+    # A request object lives in a ContextVar and keeps the timeout handle
+    # scheduled from that context: handle -> context -> request -> handle.
+    async def handle_request():
+        req = Request()
+        request_var.set(req)
+        req.timer = loop.call_later(3600, req.on_timeout)
+        req.timer.cancel()
+        return weakref.ref(req)
+
+    ref = loop.run_until_complete(handle_request())
+    run_iterations(loop, 2)
+    gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_fired_timers_context_is_collected(loop):
+    async def handle_request():
+        req = Request()
+        request_var.set(req)
+        req.timer = loop.call_later(0, req.on_timeout)
+        return weakref.ref(req)
+
+    ref = loop.run_until_complete(handle_request())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_call_soon_context_is_collected(loop):
+    class Holder:
+        pass
+
+    box = {}
+
+    def cb():
+        h = Holder()
+        h.handle = box["handle"]  # the running handle...
+        request_var.set(h)  # ...stored in its own context
+        box["ref"] = weakref.ref(h)
+
+    box["handle"] = loop.call_soon(cb)
+    run_iterations(loop, 1)
+    ref = box.pop("ref")
+    box.clear()
+    gc.collect()
+    assert ref() is None
+
+
+def test_removed_reader_in_cycle_is_collected(loop):
+    a, b = socket.socketpair()
+
+    class Conn:
+        def on_readable(self):
+            pass
+
+    try:
+        c = Conn()
+        c.loop = loop
+        loop.add_reader(a, c.on_readable)
+        ref = weakref.ref(c)
+        del c
+        gc.collect()
+        assert ref() is not None  # registered: the loop keeps it
+        loop.remove_reader(a)
+        gc.collect()
+        assert ref() is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_dropped_unclosed_loop_with_pending_callback_is_collected(loop_factory):
+    # asyncio: the loop is garbage, __del__ warns "unclosed event loop" and
+    # closes it (releasing its file descriptors).
+    lp = loop_factory()
+    lp.call_soon(lp.stop)  # loop -> handle -> lp.stop -> loop
+    ref = weakref.ref(lp)
+    del lp
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert ref() is None
+    assert any("unclosed event loop" in str(w.message) for w in caught)
+
+
+def test_dropped_unclosed_loop_with_pending_task_is_collected(loop_factory):
+    lp = loop_factory()
+
+    async def forever():
+        await asyncio.sleep(3600)
+
+    lp.create_task(forever())
+    lp.run_until_complete(asyncio.sleep(0))
+    ref = weakref.ref(lp)
+    lp.set_exception_handler(lambda *a: None)  # "Task was destroyed but it is pending!"
+    del lp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.collect()
+    assert ref() is None
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_closed_loops_release_file_descriptors(loop_factory):
+    before = _open_fds()
+    for _ in range(50):
+        lp = loop_factory()
+        lp.run_until_complete(asyncio.sleep(0))
+        lp.close()
+    gc.collect()
+    assert _open_fds() <= before + 2
+
+
+def test_closed_loop_releases_everything_it_held(loop_factory):
+    lp = loop_factory()
+    r = Request()
+    ref = weakref.ref(r)
+    lp.call_soon(r.on_timeout)
+    lp.call_later(3600, r.on_timeout)
+    a, b = socket.socketpair()
+    lp.add_reader(a, r.on_timeout)
+    lp.add_writer(a, r.on_timeout)
+    del r
+    lp.close()
+    a.close()
+    b.close()
+    gc.collect()
+    assert ref() is None
+
+
+def test_exposed_private_contexts_survive_gc_churn():
+    # get_context() exposes a handle's context to Python code; the objects
+    # must stay valid through collections and interpreter exit (run in a
+    # subprocess: a refcount/GC-tracking error would abort it).
+    code = """
+        import asyncio, contextvars, gc, ferroloop
+        var = contextvars.ContextVar("v")
+        loop = ferroloop.new_event_loop()
+        kept = []
+        for i in range(2000):
+            h = loop.call_soon(var.set, i)
+            if i % 3 == 0:
+                kept.append(h.get_context())
+            if i % 5 == 0:
+                kept.append(gc.get_referents(h))
+            if i % 7 == 0:
+                h.cancel()
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        gc.collect()
+        print(sum(1 for c in kept if isinstance(c, contextvars.Context)))
+        del kept
+        gc.collect()
+        loop.close()
+        print("ok")
+    """
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "ok"
