@@ -227,8 +227,7 @@ impl LoopCore {
         this.check_closed()?;
         let fd = fileobj_to_fd(fd)?;
         let handle = Py::new(py, Self::new_handle(slf, callback, args, None, false)?)?;
-        let replaced = this.reactor.add(py, fd, side, handle.clone_ref(py))?;
-        if let Some(old) = replaced {
+        for old in this.reactor.add(py, fd, side, handle.clone_ref(py))? {
             Handle::cancel_handle(old.bind(py))?;
         }
         Ok(handle)
@@ -252,6 +251,27 @@ impl LoopCore {
             }
             None => Ok(false),
         }
+    }
+}
+
+/// The loop's edge to one of its handles. A tracked handle is visited
+/// itself; an untracked one only the loop references has its contents
+/// reported as the loop's own (the collector cannot see through it).
+fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    let ptr = handle.as_ptr();
+    // SAFETY: reading the GC flag and refcount of an object we keep alive.
+    let (tracked, refcnt) = unsafe {
+        (
+            pyo3::ffi::PyObject_GC_IsTracked(ptr) != 0,
+            pyo3::ffi::Py_REFCNT(ptr),
+        )
+    };
+    if tracked {
+        visit.call(handle)
+    } else if refcnt == 1 {
+        handle.get().visit_contents(visit)
+    } else {
+        Ok(())
     }
 }
 
@@ -342,7 +362,7 @@ impl LoopCore {
         let handle = Self::schedule_soon(slf, callback, args, context)?;
         // Only the first call after the loop went to sleep pays for a wakeup.
         if this.polling.swap(false, SeqCst) {
-            let _ = this.reactor.wake();
+            this.reactor.wake(slf.py());
         }
         Ok(handle)
     }
@@ -422,10 +442,10 @@ impl LoopCore {
     }
 
     /// Ask `run_forever` to return after the current iteration.
-    fn stop(&self) {
+    fn stop(&self, py: Python<'_>) {
         self.stopping.store(true, Relaxed);
         if self.polling.swap(false, SeqCst) {
-            let _ = self.reactor.wake();
+            self.reactor.wake(py);
         }
     }
 
@@ -447,8 +467,8 @@ impl LoopCore {
     }
 
     /// Wake the loop if it is blocked in the poll (asyncio's self-pipe write).
-    fn _write_to_self(&self) {
-        let _ = self.reactor.wake();
+    fn _write_to_self(&self, py: Python<'_>) {
+        self.reactor.wake(py);
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -516,7 +536,51 @@ impl LoopCore {
         let ready: Vec<Ready> = this.ready.borrow_mut(py).drain(..).collect();
         let timers = this.timers.borrow_mut(py).take_all();
         let fds = this.reactor.take_all(py);
+        this.reactor.close(py);
+        for item in &ready {
+            if let Ready::Native(h) = item {
+                Handle::track_if_shared(h.bind(py));
+            }
+        }
+        for entry in &timers {
+            Handle::track_if_shared(entry.handle.bind(py).as_super());
+        }
         drop((ready, timers, fds));
+    }
+
+    /// Put pending handles that Python code also holds (e.g. the timer a
+    /// sleeping `asyncio.sleep` keeps), and the private contexts of the
+    /// others, under the cycle collector. Called before full collections, so
+    /// cycles through pending callbacks and unclosed loops dropped with
+    /// sleeping tasks are reclaimed, as with asyncio.
+    fn _track_shared_handles(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let mut shared: Vec<Py<Handle>> = Vec::new();
+        if let Ok(ready) = this.ready.try_borrow(py) {
+            shared.extend(ready.iter().filter_map(|item| match item {
+                Ready::Native(h) => Some(h.clone_ref(py)),
+                Ready::Foreign(_) => None,
+            }));
+        }
+        if let Ok(timers) = this.timers.try_borrow(py) {
+            shared.extend(
+                timers
+                    .handles()
+                    .map(|t| t.clone_ref(py).into_bound(py).into_super().unbind()),
+            );
+        }
+        for h in shared {
+            // Ours plus the queue's make two; more means someone else.
+            // SAFETY: reading the refcount of an object we hold.
+            if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } > 2 {
+                Handle::track_shared(h.bind(py));
+            } else {
+                // Reported through the loop's traverse, which can only see
+                // into the context if the collector tracks it.
+                h.get().track_context();
+            }
+        }
     }
 
     #[getter]
@@ -529,16 +593,34 @@ impl LoopCore {
         slf.get().ready.borrow(slf.py()).len()
     }
 
+    /// Pending native handles are untracked (see `handle::untracked`); the
+    /// ones only the loop references are reported as part of the loop, so
+    /// a dropped, unclosed loop with pending callbacks is still collected.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(ready) = self.ready.unguarded() {
             for item in ready.iter() {
-                // Native handles are untracked (see `handle::untracked`).
-                if let Ready::Foreign(h) = item {
-                    visit.call(h)?;
+                match item {
+                    Ready::Native(h) => visit_owned_handle(h, &visit)?,
+                    Ready::Foreign(h) => visit.call(h)?,
                 }
             }
         }
-        Ok(())
+        if let Some(timers) = self.timers.unguarded() {
+            for timer in timers.handles() {
+                // SAFETY: `Py<T>` is a transparent pointer, and a TimerHandle
+                // object is a Handle object (its base class, same layout prefix).
+                let base: &Py<Handle> =
+                    unsafe { &*(timer as *const Py<TimerHandle>).cast::<Py<Handle>>() };
+                visit_owned_handle(base, &visit)?;
+            }
+        }
+        let mut result = Ok(());
+        self.reactor.for_each_handle_unguarded(|h| {
+            if result.is_ok() {
+                result = visit_owned_handle(h, &visit);
+            }
+        });
+        result
     }
 
     fn __clear__(&self) {
@@ -547,6 +629,7 @@ impl LoopCore {
             .unguarded()
             .map(|mut r| r.drain(..).collect::<Vec<_>>());
         let timers = self.timers.unguarded().map(|mut t| t.take_all());
-        drop((ready, timers));
+        let fds = self.reactor.take_all_unguarded();
+        drop((ready, timers, fds));
     }
 }

@@ -41,6 +41,12 @@ impl<T> GilCell<T> {
         self.0.borrow_mut()
     }
 
+    /// A shared borrow, or `Err` while a mutable one is active.
+    #[inline]
+    pub fn try_borrow<'a>(&'a self, _py: Python<'_>) -> Result<Ref<'a, T>, std::cell::BorrowError> {
+        self.0.try_borrow()
+    }
+
     /// Access for the garbage collector hooks, which hold the GIL but get no
     /// `Python` token. Returns `None` while a mutable borrow is active.
     #[inline]

@@ -55,9 +55,12 @@ impl Handle {
         debug: bool,
         oneshot: bool,
     ) -> PyResult<Handle> {
+        // fd handles are tracked from the start (they live as long as their
+        // registration), and so is their context.
         let (context, private) = match context {
             Some(ctx) if !ctx.is_none(py) => (ctx, false),
-            _ => (private_context_copy(py)?, true),
+            _ if oneshot => (private_context_copy(py)?, true),
+            _ => (copy_context(py)?, false),
         };
         let source_traceback = if debug {
             Some(pyhelpers::extract_stack(py)?)
@@ -78,17 +81,50 @@ impl Handle {
 
     /// The context, back under the cycle collector now that Python sees it.
     fn expose_context(&self, py: Python<'_>) -> Py<PyAny> {
-        if self.context_private.swap(false, Relaxed) {
-            let ptr = self.context.as_ptr();
-            // SAFETY: `ptr` is our live context; it is only tracked if it is
-            // not already (tracking twice is an error).
-            unsafe {
-                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-                    ffi::PyObject_GC_Track(ptr.cast());
-                }
+        self.track_context();
+        self.context.clone_ref(py)
+    }
+
+    /// Report what the handle holds to the collector: its own traverse, and
+    /// the loop's for pending handles that only the loop references.
+    pub fn visit_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(payload) = self.payload.unguarded() {
+            if let Some(p) = payload.as_ref() {
+                visit.call(&p.callback)?;
+                visit.call(&p.args)?;
             }
         }
-        self.context.clone_ref(py)
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    /// Hand the handle and its private context back to the collector, once
+    /// Python code may hold the handle in a cycle (see `untracked`).
+    pub fn track_shared(slf: &Bound<'_, Handle>) {
+        slf.get().track_context();
+        track_object(slf.as_ptr());
+    }
+
+    /// Put a private context copy back under the collector.
+    pub fn track_context(&self) {
+        if self.context_private.swap(false, Relaxed) {
+            track_object(self.context.as_ptr());
+        }
+    }
+
+    /// After a one-shot run, or when the loop lets go of a pending handle:
+    /// if Python code still holds it (e.g. `self._timer =
+    /// loop.call_later(..., self._tick)`), it may sit in a cycle with its
+    /// callback or context, so the collector must see it from now on.
+    pub fn track_if_shared(slf: &Bound<'_, Handle>) {
+        // SAFETY: reading the refcount of an object we hold, with the GIL.
+        if unsafe { ffi::Py_REFCNT(slf.as_ptr()) } > 1 {
+            Self::track_shared(slf);
+        }
     }
 
     #[inline]
@@ -114,6 +150,8 @@ impl Handle {
         }
         let dropped = this.payload.borrow_mut(py).take();
         drop(dropped);
+        // Whoever cancels holds the handle, maybe in a cycle through its context.
+        Self::track_shared(slf);
         Ok(())
     }
 
@@ -137,7 +175,7 @@ impl Handle {
         };
         let outcome = Self::call_in_context(slf, &callback, &args);
         if this.oneshot {
-            track_if_shared(slf);
+            Self::track_if_shared(slf);
         }
         outcome
     }
@@ -271,15 +309,12 @@ impl Drop for Handle {
     }
 }
 
-/// After a one-shot run: if Python code still holds the handle (e.g.
-/// `self._timer = loop.call_later(..., self._tick)`), it may sit in a cycle
-/// with its callback, so the collector must see it from now on.
-fn track_if_shared(slf: &Bound<'_, Handle>) {
-    let ptr = slf.as_ptr();
-    // SAFETY: `ptr` is alive (we hold `slf`) and the GIL is held; an object
-    // is only tracked when it is not already.
+/// Put a live object we own under the cycle collector, if it is not already.
+fn track_object(ptr: *mut ffi::PyObject) {
+    // SAFETY: callers pass a live GC object they hold a reference to, with
+    // the GIL held; tracking is skipped when already tracked (twice is an error).
     unsafe {
-        if ffi::Py_REFCNT(ptr) > 1 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
             ffi::PyObject_GC_Track(ptr.cast());
         }
     }
@@ -363,18 +398,7 @@ impl Handle {
 
     /// Only called once the handle is tracked again (see `track_if_shared`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(payload) = self.payload.unguarded() {
-            if let Some(p) = payload.as_ref() {
-                visit.call(&p.callback)?;
-                visit.call(&p.args)?;
-            }
-        }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        Ok(())
+        self.visit_contents(&visit)
     }
 
     fn __clear__(&self) {

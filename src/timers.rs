@@ -124,4 +124,8 @@ impl TimerHeap {
         }
         all
     }
+
+    pub fn handles(&self) -> impl Iterator<Item = &Py<TimerHandle>> {
+        self.heap.iter().map(|e| &e.handle)
+    }
 }

@@ -20,7 +20,6 @@ def test_loop_is_an_asyncio_event_loop(floop):
     assert isinstance(floop, ferroloop.Loop)
     assert isinstance(floop, asyncio.AbstractEventLoop)
     assert isinstance(floop, asyncio.BaseEventLoop)
-    assert ferroloop.new_event_loop() is not ferroloop.new_event_loop() or True
 
 
 def test_public_names():
@@ -373,3 +372,26 @@ def test_loop_in_thread_with_policy_installed():
     finally:
         asyncio.set_event_loop_policy(old)
     assert len(result) == 1
+
+
+def test_dash_m_ferroloop_script_globals_match_plain_python(tmp_path):
+    # Since Python 3.9 the main script's __file__ is absolute, even when it
+    # was named by a relative path.
+    script = tmp_path / "globs.py"
+    script.write_text(
+        "import sys\n"
+        "print('file', __file__)\n"
+        "print('argv0', sys.argv[0])\n"
+        "print('spec', __spec__)\n"
+    )
+    plain = run_python(["globs.py"], cwd=str(tmp_path))
+    under = run_python(["-m", "ferroloop", "globs.py"], cwd=str(tmp_path))
+    assert plain.stdout.splitlines()[0] == f"file {script}"
+    assert under.stdout.splitlines() == plain.stdout.splitlines(), under.stderr
+
+
+def test_dash_m_ferroloop_dash_m_argv0_matches_plain_python(tmp_path):
+    (tmp_path / "modargv.py").write_text("import sys; print(sys.argv); print(__file__)")
+    plain = run_python(["-m", "modargv", "q"], cwd=str(tmp_path))
+    under = run_python(["-m", "ferroloop", "-m", "modargv", "q"], cwd=str(tmp_path))
+    assert under.stdout == plain.stdout, under.stderr

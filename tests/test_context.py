@@ -7,8 +7,6 @@ import contextvars
 import socket
 import threading
 
-import pytest
-
 from tests.helpers import run_iterations
 
 var = contextvars.ContextVar("var", default="default")

@@ -401,7 +401,7 @@ def test_timer_never_fires_early(loop):
     fired = []
     start = loop.time()
     for delay in (0.01, 0.03, 0.05):
-        h = loop.call_later(delay, lambda h_when: fired.append((h_when, loop.time())), start + delay)
+        loop.call_later(delay, lambda h_when: fired.append((h_when, loop.time())), start + delay)
     loop.call_later(0.08, loop.stop)
     loop.run_forever()
     assert len(fired) == 3
@@ -618,3 +618,22 @@ def test_handle_repr_names_callback(loop):
     # default exception handler and the debug-mode slow-callback warning
     # print this repr).
     assert "my_callback" in repr(h)
+
+
+def test_timers_fire_while_loop_is_never_idle(loop):
+    # A callback that always reschedules itself keeps the ready queue
+    # non-empty; due timers must still run.
+    spins = 0
+
+    def spin():
+        nonlocal spins
+        spins += 1
+        loop.call_soon(spin)
+
+    fired = []
+    loop.call_soon(spin)
+    loop.call_later(0.02, fired.append, "timer")
+    loop.call_later(0.04, loop.stop)
+    loop.run_forever()
+    assert fired == ["timer"]
+    assert spins > 1

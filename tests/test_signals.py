@@ -4,7 +4,6 @@ Ctrl-C (SIGINT) against real subprocesses running a loop."""
 from __future__ import annotations
 
 import _thread
-import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO, run_iterations
+from tests.helpers import REPO
 
 WAIT = 10.0
 

@@ -317,3 +317,54 @@ def test_unix_socket_server(loop, tmp_path):
             return data
 
     assert loop.run_until_complete(main()) == b"unix!"
+
+
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(cert)
+    return server, client
+
+
+def test_tls_echo(loop, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
+
+    async def handle(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            assert writer.get_extra_info("ssl_object") is not None
+            payload = os.urandom(300_000)
+            writer.write(payload)
+            await writer.drain()
+            echoed = await reader.readexactly(len(payload))
+            writer.close()
+            await writer.wait_closed()
+            return echoed == payload
+
+    assert loop.run_until_complete(main()) is True

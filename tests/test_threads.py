@@ -8,8 +8,6 @@ import concurrent.futures
 import threading
 import time
 
-import pytest
-
 from tests.helpers import ferroloop
 
 WAIT = 10.0  # generous: only a hang should ever hit it
@@ -61,8 +59,6 @@ def test_many_threads_hammering_call_soon_threadsafe(loop):
     n_threads, per_thread = 8, 2000
     total = n_threads * per_thread
     received = []
-    done = threading.Event()
-
     def record(tid, i):
         received.append((tid, i))
         if len(received) == total:

@@ -46,6 +46,9 @@ def new_event_loop() -> Loop:
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run a coroutine on a fresh ferroloop loop, like ``asyncio.run``."""
+    if _asyncio.events._get_running_loop() is not None:
+        # Checked before a Runner exists, exactly as asyncio.run does.
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if hasattr(_asyncio, "Runner"):
         with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -54,8 +57,6 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
 
 def _run_legacy(main, *, debug=None):
     """asyncio.run for Python 3.10, which has no Runner."""
-    if _asyncio.events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not _asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

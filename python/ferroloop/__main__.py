@@ -3,9 +3,13 @@ program with ferroloop as its event loop (``-m module`` works too)."""
 
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
+import io
 import os
 import runpy
 import sys
+import types
 
 import ferroloop
 
@@ -29,11 +33,29 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, os.getcwd())
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
-        script = argv[0]
         sys.argv = argv
-        # As `python script.py` does: the script's directory leads sys.path.
-        sys.path[0] = os.path.dirname(os.path.abspath(script))
-        runpy.run_path(script, run_name="__main__")
+        _run_script(argv[0])
+
+
+def _run_script(script: str) -> None:
+    """Run a file as ``python script.py`` would: a fresh ``__main__`` with an
+    absolute ``__file__``, ``sys.argv[0]`` as given, the script's directory
+    first on ``sys.path``."""
+    path = os.path.abspath(script)
+    sys.path[0] = os.path.dirname(path)
+    with io.open_code(path) as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__.update(
+        __file__=path,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+        __package__=None,
+        __spec__=None,
+        __builtins__=builtins,
+    )
+    sys.modules["__main__"] = main_module
+    exec(code, main_module.__dict__)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ of that core, so it behaves exactly as CPython's loop does.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
+import weakref
 from asyncio import base_events, events
 from asyncio.log import logger
 
@@ -23,12 +25,28 @@ __all__ = ("Loop",)
 
 _SelectorLoop = asyncio.SelectorEventLoop
 
+# Pending handles live outside the cycle collector (it would cost more than
+# the scheduling). Before a full collection, each live loop puts the pending
+# handles Python code also holds back under it, so cycles through them (and
+# unclosed loops dropped with sleeping tasks) are reclaimed as with asyncio.
+_live_loops: weakref.WeakSet[Loop] = weakref.WeakSet()
+
+
+def _before_full_collection(phase: str, info: dict) -> None:
+    if phase == "start" and info.get("generation") == 2:
+        for loop in list(_live_loops):
+            loop._track_shared_handles()
+
+
+gc.callbacks.append(_before_full_collection)
+
 
 class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
 
     def __init__(self) -> None:
         super().__init__()
+        _live_loops.add(self)
 
     # -- running -----------------------------------------------------------
 

@@ -3,19 +3,27 @@
 use std::io;
 use std::os::fd::RawFd;
 
+/// How a registration went through.
+pub enum Registered {
+    /// As we believed: added if unknown, modified if known.
+    AsKnown,
+    /// We believed the fd registered but the kernel did not know it: the fd
+    /// was closed (the kernel drops it) and the number reused. Added anew.
+    Afresh,
+}
+
 /// Make the kernel watch `fd` for the given directions, level-triggered,
 /// with the fd itself as the event token. Both false removes the fd.
-/// `known` says whether we believe the fd is registered; a stale belief
-/// (the fd was closed and its number reused) is repaired here.
+/// `known` says whether we believe the fd is registered.
 pub fn set_interest(
     epfd: RawFd,
     fd: RawFd,
     read: bool,
     write: bool,
     known: bool,
-) -> io::Result<()> {
+) -> io::Result<Registered> {
     if !read && !write {
-        return ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+        return ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0).map(|()| Registered::AsKnown);
     }
     let mut mask = 0u32;
     if read {
@@ -24,16 +32,21 @@ pub fn set_interest(
     if write {
         mask |= libc::EPOLLOUT as u32;
     }
-    let (first, second) = if known {
-        (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD)
-    } else {
-        (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD)
-    };
-    match ctl(epfd, first, fd, mask) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EEXIST)) => {
-            ctl(epfd, second, fd, mask)
+    if known {
+        match ctl(epfd, libc::EPOLL_CTL_MOD, fd, mask) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                ctl(epfd, libc::EPOLL_CTL_ADD, fd, mask).map(|()| Registered::Afresh)
+            }
+            other => other.map(|()| Registered::AsKnown),
         }
-        other => other,
+    } else {
+        match ctl(epfd, libc::EPOLL_CTL_ADD, fd, mask) {
+            // Registered behind our back (a dup sharing the file): take it over.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                ctl(epfd, libc::EPOLL_CTL_MOD, fd, mask).map(|()| Registered::AsKnown)
+            }
+            other => other.map(|()| Registered::AsKnown),
+        }
     }
 }
 

@@ -39,10 +39,27 @@ struct Poller {
 
 pub struct Reactor {
     /// Locked only by the thread running the loop, around the poll call.
-    poller: Mutex<Poller>,
+    /// `None` once closed: `close()` releases the epoll fd, as asyncio's
+    /// loop releases its selector.
+    poller: Mutex<Option<Poller>>,
     epfd: RawFd,
-    waker: Waker,
+    waker: GilCell<Option<Waker>>,
     fds: GilCell<HashMap<RawFd, FdEntry>>,
+}
+
+/// `OSError(errno, strerror)`: Python picks the subclass (PermissionError,
+/// FileNotFoundError...) and `errno` is set, as the stdlib selectors give.
+pub fn os_error(err: io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(code) => {
+            // SAFETY: strerror returns a valid NUL-terminated static string.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }
+                .to_string_lossy()
+                .into_owned();
+            pyo3::exceptions::PyOSError::new_err((code, msg))
+        }
+        None => err.into(),
+    }
 }
 
 /// Which side of an fd a call is about.
@@ -58,30 +75,41 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let epfd = poll.as_raw_fd();
         Ok(Reactor {
-            poller: Mutex::new(Poller {
+            poller: Mutex::new(Some(Poller {
                 poll,
                 events: Events::with_capacity(EVENTS_CAPACITY),
-            }),
+            })),
             epfd,
-            waker,
+            waker: GilCell::new(Some(waker)),
             fds: GilCell::new(HashMap::new()),
         })
     }
 
-    /// Wake a loop blocked in `poll` (any thread, no GIL needed).
-    pub fn wake(&self) -> io::Result<()> {
-        self.waker.wake()
+    /// Wake a loop blocked in `poll` (from any thread).
+    pub fn wake(&self, py: Python<'_>) {
+        if let Some(waker) = &*self.waker.borrow(py) {
+            // A failed wake means the eventfd counter is saturated: the loop
+            // is being woken anyway.
+            let _ = waker.wake();
+        }
     }
 
-    /// Install `handle` as the reader or writer of `fd`; returns the handle
-    /// it replaces (the caller cancels it, outside any borrow).
+    /// Release the epoll instance and the waker (the loop is closed).
+    pub fn close(&self, py: Python<'_>) {
+        let waker = self.waker.borrow_mut(py).take();
+        let poller = self.poller.lock().ok().and_then(|mut p| p.take());
+        drop((waker, poller));
+    }
+
+    /// Install `handle` as the reader or writer of `fd`; returns the handles
+    /// it replaces (the caller cancels them, outside any borrow).
     pub fn add(
         &self,
         py: Python<'_>,
         fd: RawFd,
         side: Side,
         handle: Py<Handle>,
-    ) -> PyResult<Option<Py<Handle>>> {
+    ) -> PyResult<Vec<Py<Handle>>> {
         let mut fds = self.fds.borrow_mut(py);
         let known = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
@@ -89,17 +117,38 @@ impl Reactor {
             Side::Read => (true, entry.writer.is_some()),
             Side::Write => (entry.reader.is_some(), true),
         };
-        if let Err(err) = epoll::set_interest(self.epfd, fd, read, write, known) {
-            if !known {
-                fds.remove(&fd);
+        let mut replaced = Vec::new();
+        match epoll::set_interest(self.epfd, fd, read, write, known) {
+            Ok(epoll::Registered::AsKnown) => {}
+            Ok(epoll::Registered::Afresh) => {
+                // The kernel had forgotten the fd: it was closed and its
+                // number reused. The other side belonged to the old file.
+                replaced.extend(entry.reader.take());
+                replaced.extend(entry.writer.take());
+                if let Err(err) = epoll::set_interest(
+                    self.epfd,
+                    fd,
+                    side == Side::Read,
+                    side == Side::Write,
+                    true,
+                ) {
+                    fds.remove(&fd);
+                    return Err(os_error(err));
+                }
             }
-            return Err(err.into());
+            Err(err) => {
+                if !known {
+                    fds.remove(&fd);
+                }
+                return Err(os_error(err));
+            }
         }
         let slot = match side {
             Side::Read => &mut entry.reader,
             Side::Write => &mut entry.writer,
         };
-        Ok(slot.replace(handle))
+        replaced.extend(slot.replace(handle));
+        Ok(replaced)
     }
 
     /// Remove the reader or writer of `fd`; returns it if there was one.
@@ -136,6 +185,24 @@ impl Reactor {
         all.into_iter().map(|(_, e)| e).collect()
     }
 
+    /// Every registered handle, for the garbage collector's traverse.
+    pub fn for_each_handle_unguarded(&self, mut f: impl FnMut(&Py<Handle>)) {
+        if let Some(fds) = self.fds.unguarded() {
+            for e in fds.values() {
+                e.reader.iter().chain(e.writer.iter()).for_each(&mut f);
+            }
+        }
+    }
+
+    /// Drop the registrations from the collector's clear (fds stay
+    /// registered with the kernel until the loop is dropped).
+    pub fn take_all_unguarded(&self) -> Vec<FdEntry> {
+        self.fds
+            .unguarded()
+            .map(|mut fds| fds.drain().map(|(_, e)| e).collect())
+            .unwrap_or_default()
+    }
+
     /// Wait for readiness with the GIL released, then hand the ready
     /// callbacks to `push`, readers before writers, in kernel order.
     /// Cancelled handles found on the way are unregistered, as asyncio does.
@@ -151,7 +218,11 @@ impl Reactor {
             .poller
             .lock()
             .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("reactor lock poisoned"))?;
-        let Poller { poll, events } = &mut *guard;
+        let Some(Poller { poll, events }) = guard.as_mut() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "Event loop is closed",
+            ));
+        };
         // A zero-timeout poll returns at once: releasing and re-taking the
         // GIL around it would cost more than the syscall itself.
         let result = if timeout == Some(Duration::ZERO) {
@@ -162,7 +233,7 @@ impl Reactor {
         match result {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(os_error(err)),
         }
         let mut stale: Vec<(RawFd, Side)> = Vec::new();
         {

@@ -4,6 +4,7 @@
     python3 -m tests.conformance test_tasks test_events
     python3 -m tests.conformance test_events.FerroEventLoopTests.test_reader_callback
     python3 -m tests.conformance -j4 --json /tmp/counts.json -v
+    python3 -m tests.conformance --extra                # + transports, subprocesses, TLS
 
 Each module runs in its own subprocess (see ``worker.py``); a test that
 crashes or hangs it is recorded as an error and the module resumes after it.
@@ -20,6 +21,7 @@ import concurrent.futures
 import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,21 +29,18 @@ import time
 from pathlib import Path
 
 from . import suites
-from .known_failures import KNOWN_FAILURES, SUBSTITUTION_FAILURES, SUBSTITUTION_HANGS
+from .known_failures import KNOWN_FAILURES
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_RESTARTS = 10
 FAILING = ("fail", "error")
 
 
-KNOWN = dict(KNOWN_FAILURES)  # plus SUBSTITUTION_FAILURES unless --no-substitute
-
-
 def known_reason(test_id: str) -> str | None:
     """The listed reason for `test_id` (keys may be fnmatch patterns)."""
-    if test_id in KNOWN:
-        return KNOWN[test_id]
-    for pattern, reason in KNOWN.items():
+    if test_id in KNOWN_FAILURES:
+        return KNOWN_FAILURES[test_id]
+    for pattern, reason in KNOWN_FAILURES.items():
         if fnmatch.fnmatchcase(test_id, pattern):
             return reason
     return None
@@ -59,7 +58,8 @@ def run_module(name: str, only: list[str], args) -> dict[str, dict]:
         for _attempt in range(MAX_RESTARTS + 1):
             exclude_path.write_text("\n".join(results))
             out_path.write_text("")
-            cmd = [sys.executable, "-X", "faulthandler", "-m", "tests.conformance.worker", name,
+            cmd = [sys.executable, "-X", "faulthandler", *(["-X", "dev"] if args.dev else []),
+                   "-m", "tests.conformance.worker", name,
                    "--out", str(out_path), "--exclude-file", str(exclude_path),
                    "--timeout", str(args.timeout)]
             if only:
@@ -70,11 +70,14 @@ def run_module(name: str, only: list[str], args) -> dict[str, dict]:
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
                 try:
                     code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-                    why = f"worker exited with status {code} (crash, or per-test timeout {args.timeout}s)"
+                    if code < 0:
+                        why = f"CRASH: worker killed by {signal.Signals(-code).name}"
+                    else:
+                        why = f"worker exited with status {code} (hang past --timeout {args.timeout}s, or fatal error)"
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                    why = f"module timeout ({args.module_timeout}s)"
+                    why = f"HANG: module timeout ({args.module_timeout}s)"
             running, ended = None, False
             for line in out_path.read_text().splitlines():
                 rec = json.loads(line)
@@ -132,18 +135,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tests.conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("select", nargs="*", help="modules or test id prefixes (default: all modules)")
+    parser.add_argument("--extra", action="store_true",
+                        help=f"also run {', '.join(suites.EXTRA)} (transports, subprocesses, TLS)")
     parser.add_argument("--json", metavar="PATH", help="write the counts (and failing ids) here")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="modules run in parallel")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-test limit, seconds")
     parser.add_argument("--module-timeout", type=float, default=1800.0, help="per-module limit, seconds")
     parser.add_argument("--log-dir", default=os.path.join(tempfile.gettempdir(), "ferroloop-conformance"))
+    parser.add_argument("--dev", action="store_true",
+                        help="run workers with -X dev (asyncio debug mode in every loop)")
     parser.add_argument("--no-substitute", action="store_true",
                         help="leave tests on the stdlib loops they build themselves (see suites.py)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of new failures")
     args = parser.parse_args(argv)
 
     selected: dict[str, list[str]] = {}
-    for item in args.select or suites.MODULES:
+    for item in args.select or suites.DEFAULT + (suites.EXTRA if args.extra else ()):
         module = item.split(".")[0]
         if module not in suites.MODULES:
             parser.error(f"unknown module {module!r}; choose from {', '.join(suites.MODULES)}")
@@ -151,9 +158,6 @@ def main(argv=None) -> int:
         if item != module:
             selected[module].append(item)
     os.makedirs(args.log_dir, exist_ok=True)
-    if not args.no_substitute:
-        KNOWN.update(SUBSTITUTION_FAILURES)
-        KNOWN.update(SUBSTITUTION_HANGS)
 
     results: dict[str, dict[str, dict]] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
@@ -188,7 +192,10 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"modules": rows, "total": total, "new_failures": list(new),
-                       "known_passing": known_passing}, f, indent=2)
+                       "known_passing": known_passing,
+                       "tests": {tid: {"outcome": rec["outcome"], "loops": rec["loops"]}
+                                 for m in selected for tid, rec in sorted(results[m].items())}},
+                      f, indent=2)
     return 1 if new else 0
 
 

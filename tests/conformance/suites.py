@@ -2,8 +2,8 @@
 
 Two kinds of module:
 
-* loop-specific (``test_events``, ``test_sock_lowlevel``): the stdlib builds
-  one TestCase per selector from a mixin; we build one more whose
+* loop-specific (``test_events``, ``test_sock_lowlevel``, ...): the stdlib
+  builds one TestCase per selector from a mixin; we build one more whose
   ``create_event_loop`` returns a ferroloop loop, and run only that one.
 * loop-agnostic (the rest): run unchanged, with ferroloop as asyncio's
   *default* policy (see ``worker.install_ferroloop``), so ``new_event_loop()``,
@@ -20,20 +20,26 @@ mere convenience, ``substitute_stdlib_loops`` (on by default; the runner's
   clock is frozen and it fails on any timer, so nothing depends on fake time
   (with a generator, fake time is the point: those stay on TestLoop);
 * ``test_runners.BaseTest.new_loop`` and ``test_pep492.BaseTest.setUp``,
-  which build a ``BaseEventLoop`` whose selector is a mock.
+  which build a ``BaseEventLoop`` whose selector is a mock;
+* ``test_tasks.GatherTestsBase._run_loop`` spins ``while loop._ready``: on
+  ferroloop it reads the Rust ready queue's length (``_ready_count``).
 
-Tests that then fail because they poke at the stdlib loop's private parts are
-listed in ``known_failures.SUBSTITUTION_FAILURES``. The worker records, per
+Tests that poke at the stdlib loop's private parts keep it: they are listed
+in ``known_failures.STDLIB_LOOP_ONLY``. The worker records, per
 test, which loop classes were constructed, so the report says how many tests
 really ran on ferroloop.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import unittest
+from unittest import mock
 
 import ferroloop
+
+from .known_failures import STDLIB_LOOP_ONLY
 
 PACKAGE = "test.test_asyncio"
 
@@ -51,7 +57,12 @@ LOOP_AGNOSTIC = (
     "test_pep492",
     "test_threads",
 )
-MODULES = ("test_events", "test_sock_lowlevel") + LOOP_AGNOSTIC
+DEFAULT = ("test_events", "test_sock_lowlevel") + LOOP_AGNOSTIC
+# Transports, servers, subprocesses and TLS: asyncio's own implementations on
+# ferroloop's core for now (native versions are later work). Run with --extra.
+EXTRA = ("test_streams", "test_server", "test_buffered_proto", "test_sendfile",
+         "test_subprocess", "test_ssl", "test_sslproto", "test_unix_events", "test_base_events")
+MODULES = DEFAULT + EXTRA
 
 
 def _ferro_case(module, name: str, *bases) -> type:
@@ -60,7 +71,8 @@ def _ferro_case(module, name: str, *bases) -> type:
     def create_event_loop(self):
         return ferroloop.new_event_loop()
 
-    cls = type(name, bases, {"create_event_loop": create_event_loop})
+    # Mixins ask for a loop through create_event_loop() or new_loop().
+    cls = type(name, bases, {"create_event_loop": create_event_loop, "new_loop": create_event_loop})
     # Test ids read "test.test_asyncio.<module>.<name>.<test>", and unittest
     # runs the module's setUpModule/tearDownModule around them.
     cls.__module__ = module.__name__
@@ -68,51 +80,88 @@ def _ferro_case(module, name: str, *bases) -> type:
     return cls
 
 
-def _events(mod):
+def _ferro_selector_loop(selector=None):
+    if selector is not None:
+        selector.close()
+    return ferroloop.new_event_loop()
+
+
+def _ferro_setup(module, cls) -> type:
+    """`cls` under a Ferro* name, its setUp's `asyncio.SelectorEventLoop()` giving ferroloop."""
+    stock_setUp = cls.setUp
+
+    def setUp(self):
+        with mock.patch("asyncio.SelectorEventLoop", _ferro_selector_loop):
+            stock_setUp(self)
+
+    new = _ferro_case(module, "Ferro" + cls.__name__.removeprefix("Selector"), cls)
+    new.setUp = setUp
+    return new
+
+
+def _loop_specific(name: str, mod) -> list[type] | None:
+    """The TestCase classes to run for a module whose stdlib classes each pin
+    a stdlib loop; None for a loop-agnostic module (run as it is)."""
     from test.test_asyncio import utils as test_utils
 
-    return _ferro_case(
-        mod,
-        "FerroEventLoopTests",
-        mod.UnixEventLoopTestsMixin,  # EventLoopTestsMixin + a child watcher
-        mod.SubprocessTestsMixin,
-        test_utils.TestCase,
-    )
-
-
-def _sock_lowlevel(mod):
-    from test.test_asyncio import utils as test_utils
-
-    return _ferro_case(mod, "FerroSockLowlevelTests", mod.BaseSockTestsMixin, test_utils.TestCase)
-
-
-_LOOP_SPECIFIC = {"test_events": _events, "test_sock_lowlevel": _sock_lowlevel}
+    if name == "test_events":
+        # UnixEventLoopTestsMixin = EventLoopTestsMixin + a child watcher.
+        bases = (mod.UnixEventLoopTestsMixin, mod.SubprocessTestsMixin, test_utils.TestCase)
+        return [_ferro_case(mod, "FerroEventLoopTests", *bases)]
+    if name == "test_sock_lowlevel":
+        return [_ferro_case(mod, "FerroSockLowlevelTests", mod.BaseSockTestsMixin, test_utils.TestCase)]
+    if name == "test_sendfile":
+        return [_ferro_case(mod, "FerroSendfileTests", mod.SendfileTestsBase, test_utils.TestCase)]
+    # Their Selector* classes add selector-only tests (unix sockets): subclass those.
+    if name == "test_server":
+        return [_ferro_case(mod, "FerroStartServerTests", mod.SelectorStartServerTests)]
+    if name == "test_buffered_proto":
+        return [_ferro_case(mod, "FerroBufferedProtocolTests", mod.BufferedProtocolSelectorTests)]
+    if name == "test_sslproto":
+        return [_ferro_case(mod, "FerroStartTLSTests", mod.SelectorStartTLSTests), mod.SslProtoHandshakeTests]
+    # Classes whose setUp builds asyncio.SelectorEventLoop(), plus those already
+    # on asyncio.new_event_loop(); the rest of these modules drive mocks or TestLoop.
+    if name == "test_unix_events":
+        return [_ferro_setup(mod, mod.SelectorEventLoopSignalTests),
+                _ferro_setup(mod, mod.SelectorEventLoopUnixSocketTests),
+                mod.SelectorEventLoopUnixSockSendfileTests, mod.PolicyTests, mod.TestFunctional]
+    if name == "test_base_events":
+        return [_ferro_setup(mod, mod.BaseEventLoopWithSelectorTests), mod.RunningLoopTests]
+    return None
 
 
 def load(name: str) -> unittest.TestSuite:
     """The tests of module `name`, as unittest would run them."""
     mod = importlib.import_module(f"{PACKAGE}.{name}")
     loader = unittest.TestLoader()
-    if name in _LOOP_SPECIFIC:
-        return loader.loadTestsFromTestCase(_LOOP_SPECIFIC[name](mod))
-    return loader.loadTestsFromModule(mod)
+    classes = _loop_specific(name, mod)
+    if classes is None:
+        return loader.loadTestsFromModule(mod)
+    return unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in classes)
 
 
 def substitute_stdlib_loops() -> None:
     """Give tests that build a stdlib loop only for convenience a ferroloop one."""
-    from test.test_asyncio import test_pep492, test_runners
+    from test.test_asyncio import test_pep492, test_runners, test_tasks
     from test.test_asyncio import utils as test_utils
 
+    def keeps_stdlib_loop(test) -> bool:
+        return any(fnmatch.fnmatchcase(short_id(test.id()), p) for p in STDLIB_LOOP_ONLY)
+
     stock_new_test_loop = test_utils.TestCase.new_test_loop
+    stock_new_loop = test_runners.BaseTest.new_loop
+    stock_setUp = test_pep492.BaseTest.setUp
 
     def new_test_loop(self, gen=None):
-        if gen is not None:
+        if gen is not None or keeps_stdlib_loop(self):
             return stock_new_test_loop(self, gen)
         loop = ferroloop.new_event_loop()
         self.set_event_loop(loop)
         return loop
 
     def new_loop(self):  # test_runners: a loop whose shutdown_asyncgens is spied on
+        if keeps_stdlib_loop(self):
+            return stock_new_loop(self)
         loop = ferroloop.new_event_loop()
         loop.shutdown_ag_run = False
         real = loop.shutdown_asyncgens
@@ -125,11 +174,18 @@ def substitute_stdlib_loops() -> None:
         return loop
 
     def setUp(self):  # test_pep492
+        if keeps_stdlib_loop(self):
+            return stock_setUp(self)
         test_utils.TestCase.setUp(self)
         self.loop = ferroloop.new_event_loop()
         self.set_event_loop(self.loop)
 
+    def _run_loop(self, loop):  # test_tasks gather tests
+        while loop._ready_count if isinstance(loop, ferroloop.Loop) else loop._ready:
+            test_utils.run_briefly(loop)
+
     test_utils.TestCase.new_test_loop = new_test_loop
+    test_tasks.GatherTestsBase._run_loop = _run_loop
     test_runners.BaseTest.new_loop = new_loop
     test_pep492.BaseTest.setUp = setUp
 
