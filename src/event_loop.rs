@@ -21,7 +21,7 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handle::{untracked, Handle, TimerHandle};
+use crate::handle::{untracked, Args, Handle, TimerHandle};
 use crate::reactor::{Reactor, Side};
 use crate::timers::TimerHeap;
 
@@ -89,14 +89,14 @@ impl LoopCore {
     fn new_handle(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
         oneshot: bool,
     ) -> PyResult<Handle> {
         Handle::build(
             slf.py(),
             callback.unbind(),
-            args.unbind(),
+            args,
             context.map(Bound::unbind),
             slf.clone().unbind(),
             slf.get().is_debug(),
@@ -107,7 +107,7 @@ impl LoopCore {
     fn schedule_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
@@ -126,7 +126,7 @@ impl LoopCore {
         slf: &Bound<'_, Self>,
         when: f64,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
@@ -220,7 +220,7 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         side: Side,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
@@ -251,6 +251,81 @@ impl LoopCore {
             }
             None => Ok(false),
         }
+    }
+}
+
+/// The scheduling methods. They are installed on the type as raw vectorcall
+/// methods by `fastcall.rs` (the callback's arguments never become a tuple).
+impl LoopCore {
+    pub fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon", true)?;
+        }
+        Self::schedule_soon(slf, callback, args, context)
+    }
+
+    pub fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
+        }
+        let handle = Self::schedule_soon(slf, callback, args, context)?;
+        // Only the first call after the loop went to sleep pays for a wakeup.
+        if this.polling.swap(false, SeqCst) {
+            this.reactor.wake(slf.py());
+        }
+        Ok(handle)
+    }
+
+    pub fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_at", true)?;
+        }
+        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context)
+    }
+
+    pub fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_at", true)?;
+        }
+        Self::schedule_at(slf, when, callback, args, context)
     }
 }
 
@@ -298,6 +373,10 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     Ok(fd as RawFd)
 }
 
+fn to_args(args: &Bound<'_, PyTuple>) -> Args {
+    args.iter().map(Bound::unbind).collect()
+}
+
 fn repr_of(obj: &Bound<'_, PyAny>) -> String {
     obj.repr()
         .map(|r| r.to_string())
@@ -330,75 +409,6 @@ impl LoopCore {
     /// `time.monotonic()`, as asyncio's loop clock.
     fn time(&self) -> f64 {
         clock::monotonic()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon", true)?;
-        }
-        Self::schedule_soon(slf, callback, args, context)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
-        }
-        let handle = Self::schedule_soon(slf, callback, args, context)?;
-        // Only the first call after the loop went to sleep pays for a wakeup.
-        if this.polling.swap(false, SeqCst) {
-            this.reactor.wake(slf.py());
-        }
-        Ok(handle)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        slf: &Bound<'_, Self>,
-        delay: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_at", true)?;
-        }
-        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context)
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        slf: &Bound<'_, Self>,
-        when: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_at", true)?;
-        }
-        Self::schedule_at(slf, when, callback, args, context)
     }
 
     /// `asyncio.Future(loop=self)`, without a Python frame in between.
@@ -478,7 +488,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_callback(slf, fd, Side::Read, callback, args)
+        Self::add_fd_callback(slf, fd, Side::Read, callback, to_args(&args))
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -488,7 +498,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_callback(slf, fd, Side::Write, callback, args)
+        Self::add_fd_callback(slf, fd, Side::Write, callback, to_args(&args))
     }
 
     fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

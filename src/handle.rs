@@ -16,15 +16,34 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError};
+use smallvec::SmallVec;
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::pyhelpers;
 
+/// A callback's positional arguments, stored inline: no tuple is built to
+/// schedule a callback, and the call itself is a vectorcall.
+pub type Args = SmallVec<[Py<PyAny>; 2]>;
+
 /// What a handle calls: dropped on `cancel()`.
 pub struct Payload {
     pub callback: Py<PyAny>,
-    pub args: Py<PyTuple>,
+    pub args: Args,
+}
+
+impl Payload {
+    fn clone_ref(&self, py: Python<'_>) -> Payload {
+        Payload {
+            callback: self.callback.clone_ref(py),
+            args: self.args.iter().map(|a| a.clone_ref(py)).collect(),
+        }
+    }
+
+    /// The arguments as the tuple asyncio keeps in `Handle._args`.
+    pub fn args_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.args.iter().map(|a| a.bind(py)))
+    }
 }
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
@@ -49,7 +68,7 @@ impl Handle {
     pub fn build(
         py: Python<'_>,
         callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        args: Args,
         context: Option<Py<PyAny>>,
         loop_: Py<LoopCore>,
         debug: bool,
@@ -91,7 +110,9 @@ impl Handle {
         if let Some(payload) = self.payload.unguarded() {
             if let Some(p) = payload.as_ref() {
                 visit.call(&p.callback)?;
-                visit.call(&p.args)?;
+                for arg in &p.args {
+                    visit.call(arg)?;
+                }
             }
         }
         visit.call(&self.context)?;
@@ -165,28 +186,21 @@ impl Handle {
             return Ok(());
         }
         // Own references: the callback may cancel its own handle mid-call.
-        let payload = this
-            .payload
-            .borrow(py)
-            .as_ref()
-            .map(|p| (p.callback.clone_ref(py), p.args.clone_ref(py)));
-        let Some((callback, args)) = payload else {
+        let payload = this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        let Some(payload) = payload else {
             return Ok(());
         };
-        let outcome = Self::call_in_context(slf, &callback, &args);
+        let outcome = Self::call_in_context(slf, &payload);
         if this.oneshot {
             Self::track_if_shared(slf);
         }
         outcome
     }
 
-    fn call_in_context(
-        slf: &Bound<'_, Handle>,
-        callback: &Py<PyAny>,
-        args: &Py<PyTuple>,
-    ) -> PyResult<()> {
+    fn call_in_context(slf: &Bound<'_, Handle>, payload: &Payload) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let Payload { callback, args } = payload;
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
@@ -195,8 +209,15 @@ impl Handle {
             if ffi::PyContext_Enter(ctx) < 0 {
                 std::ptr::null_mut()
             } else {
-                let res =
-                    ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), std::ptr::null_mut());
+                // `Py<PyAny>` is a transparent object pointer, so the inline
+                // arguments are already the array vectorcall wants.
+                let argv = args.as_ptr().cast::<*mut ffi::PyObject>();
+                let res = ffi::PyObject_Vectorcall(
+                    callback.as_ptr(),
+                    argv,
+                    args.len(),
+                    std::ptr::null_mut(),
+                );
                 if ffi::PyContext_Exit(ctx) < 0 && !res.is_null() {
                     ffi::Py_DECREF(res);
                     std::ptr::null_mut()
@@ -214,7 +235,8 @@ impl Handle {
         if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
             return Err(err);
         }
-        let source = pyhelpers::format_callback_source(py, callback.bind(py), args.bind(py))?;
+        let source =
+            pyhelpers::format_callback_source(py, callback.bind(py), &payload.args_tuple(py)?)?;
         let context = PyDict::new(py);
         context.set_item(
             intern!(py, "message"),
@@ -240,16 +262,12 @@ impl Handle {
         if this.is_cancelled() {
             info.push("cancelled".to_string());
         }
-        let payload = this
-            .payload
-            .borrow(py)
-            .as_ref()
-            .map(|p| (p.callback.clone_ref(py), p.args.clone_ref(py)));
-        if let Some((cb, args)) = payload {
+        let payload = this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        if let Some(p) = payload {
             info.push(pyhelpers::format_callback_source(
                 py,
-                cb.bind(py),
-                args.bind(py),
+                p.callback.bind(py),
+                &p.args_tuple(py)?,
             )?);
         }
         if let Some(tb) = &this.source_traceback {
@@ -370,11 +388,11 @@ impl Handle {
     }
 
     #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.payload
-            .borrow(py)
-            .as_ref()
-            .map(|p| p.args.clone_ref(py))
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        let payload = self.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        payload
+            .map(|p| p.args_tuple(py).map(Bound::unbind))
+            .transpose()
     }
 
     #[getter]
@@ -474,8 +492,8 @@ impl TimerHandle {
             }
             let pa = Handle::_callback(sa.get(), py);
             let pb = Handle::_callback(sb.get(), py);
-            let aa = Handle::_args(sa.get(), py);
-            let ab = Handle::_args(sb.get(), py);
+            let aa = Handle::_args(sa.get(), py)?;
+            let ab = Handle::_args(sb.get(), py)?;
             Ok(pa.into_pyobject(py)?.eq(pb)? && aa.into_pyobject(py)?.eq(ab)?)
         };
         let result = match op {

@@ -1,6 +1,7 @@
 //! ferroloop: an asyncio event loop in Rust.
 //!
 //! - `event_loop`: the scheduler (`LoopCore`): ready queue, timers, run loop.
+//! - `fastcall`: vectorcall entry points of the scheduling methods.
 //! - `handle`: `Handle`/`TimerHandle`, the callbacks the loop runs.
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
@@ -10,6 +11,7 @@ use pyo3::prelude::*;
 
 mod clock;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handle;
 mod pyhelpers;
@@ -19,6 +21,7 @@ mod timers;
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
+    fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
     Ok(())
