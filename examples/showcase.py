@@ -155,9 +155,9 @@ def print_bench(results: dict[str, dict]) -> None:
     base_name = "uvloop" if "call_soon" in results.get("uvloop", {}) else "asyncio"
     base = results.get(base_name, {})
     print(f"\nScheduling: {CALLBACKS:,} call_soon callbacks and {SWITCHES:,} "
-          f"sleep(0) task switches, median of {REPEAT} (lower is better; "
-          f"ratio = time / {base_name} time)")
-    header = f"  {'loop':<10} {'call_soon':>10} {'ratio':>7}   {'sleep(0)':>10} {'ratio':>7}"
+          f"sleep(0) task switches, median of {REPEAT} "
+          f"(speed = {base_name} time / loop time; higher is faster)")
+    header = f"  {'loop':<10} {'call_soon':>10} {'speed':>7}   {'sleep(0)':>10} {'speed':>7}"
     print(header)
     print("  " + "-" * (len(header) - 2))
     for name, res in results.items():
@@ -167,7 +167,7 @@ def print_bench(results: dict[str, dict]) -> None:
         cells = []
         for key in ("call_soon", "sleep0"):
             ms = res[key] * 1000
-            ratio = f"{res[key] / base[key]:.2f}x" if key in base else "-"
+            ratio = f"{base[key] / res[key]:.2f}x" if key in base else "-"
             cells.append(f"{ms:>8.1f}ms {ratio:>7}")
         print(f"  {name:<10} {cells[0]}   {cells[1]}")
 
