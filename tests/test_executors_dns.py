@@ -158,3 +158,35 @@ def test_subprocess_shell_and_wait(loop):
         assert loop.run_until_complete(main()) == (0, b"one\n", b"two\n")
     finally:
         asyncio.set_event_loop(None)
+
+
+@pytest.mark.parametrize(
+    "host, port, kwargs",
+    [
+        ("127.0.0.1", 80, {}),
+        ("::1", "8080", {"type": socket.SOCK_STREAM}),
+        (None, 0, {"flags": socket.AI_PASSIVE, "family": socket.AF_INET}),
+        (b"10.1.2.3", None, {"proto": socket.IPPROTO_UDP}),
+    ],
+)
+def test_getaddrinfo_numeric_host_needs_no_executor(floop, host, port, kwargs):
+    # ferroloop answers numeric hosts at once (AI_NUMERICHOST never leaves the
+    # process); the result is exactly what the executor call would return.
+    got = floop.run_until_complete(floop.getaddrinfo(host, port, **kwargs))
+    assert got == socket.getaddrinfo(host, port, **kwargs)
+    assert floop._default_executor is None
+
+
+def test_getaddrinfo_names_and_errors_still_behave(floop):
+    with pytest.raises(socket.gaierror):
+        floop.run_until_complete(floop.getaddrinfo("127.0.0.1", 80, family=socket.AF_INET6))
+    got = floop.run_until_complete(floop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
+    assert got == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    assert floop._default_executor is not None  # a name goes through the executor
+
+
+def test_getaddrinfo_on_closed_loop_raises(loop):
+    coro = loop.getaddrinfo("127.0.0.1", 80)
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        coro.send(None)

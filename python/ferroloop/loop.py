@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import sys
 import threading
 import weakref
@@ -39,6 +40,15 @@ def _before_full_collection(phase: str, info: dict) -> None:
 
 
 gc.callbacks.append(_before_full_collection)
+
+
+def _numeric_port(port) -> bool:
+    """A port the resolver needs no services database for."""
+    if port is None or isinstance(port, int):
+        return True
+    if isinstance(port, (str, bytes)):
+        return port.isdigit()
+    return False
 
 
 class Loop(LoopCore, _SelectorLoop):
@@ -86,6 +96,24 @@ class Loop(LoopCore, _SelectorLoop):
                 )
         finally:
             self._current_handle = None
+
+    # -- DNS ---------------------------------------------------------------
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """asyncio's getaddrinfo, answered at once for numeric hosts.
+
+        With ``AI_NUMERICHOST`` the resolver never leaves the process, so
+        there is no reason for an executor round-trip; anything else (names,
+        service names, debug mode's timing log) goes to the executor as in
+        asyncio, with the same result either way.
+        """
+        if not self._debug and _numeric_port(port):
+            self._check_closed()
+            try:
+                return socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+            except socket.gaierror:
+                pass  # not a numeric address: resolve it in the executor
+        return await super().getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
 
     # -- state -------------------------------------------------------------
 
