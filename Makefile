@@ -21,7 +21,7 @@ unit:
 	$(PYTHON) -m pytest tests -q
 
 conformance:
-	$(PYTHON) -m tests.conformance
+	$(PYTHON) -m tests.conformance --extra
 
 bench:
 	$(PYTHON) bench/run.py

@@ -519,6 +519,11 @@ impl LoopCore {
         Ok(slf.get().reactor.has(slf.py(), fileobj_to_fd(fd)?, side))
     }
 
+    /// One iteration (asyncio's `_run_once`; some code drives loops with it).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
     /// The loop proper; the Python wrapper does asyncio's setup around it.
     fn _run_core(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();

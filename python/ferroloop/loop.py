@@ -18,7 +18,6 @@ import sys
 import threading
 import weakref
 from asyncio import base_events, events
-from asyncio.log import logger
 
 from ._ferroloop import LoopCore
 
@@ -89,7 +88,8 @@ class Loop(LoopCore, _SelectorLoop):
             handle._run()
             dt = self.time() - t0
             if dt >= self.slow_callback_duration:
-                logger.warning(
+                # Looked up at call time, like asyncio's own (tests patch it).
+                base_events.logger.warning(
                     "Executing %s took %.3f seconds",
                     base_events._format_handle(handle),
                     dt,

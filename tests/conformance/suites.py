@@ -126,7 +126,16 @@ def _loop_specific(name: str, mod) -> list[type] | None:
                 _ferro_setup(mod, mod.SelectorEventLoopUnixSocketTests),
                 mod.SelectorEventLoopUnixSockSendfileTests, mod.PolicyTests, mod.TestFunctional]
     if name == "test_base_events":
-        return [_ferro_setup(mod, mod.BaseEventLoopWithSelectorTests), mod.RunningLoopTests]
+        # BaseEventLoopTests checks the loop API on a bare BaseEventLoop with a
+        # mocked selector; ours gives it a ferroloop loop instead.
+        def setUp(self):
+            test_utils.TestCase.setUp(self)
+            self.loop = ferroloop.new_event_loop()
+            self.set_event_loop(self.loop)
+
+        base = _ferro_case(mod, "FerroBaseEventLoopTests", mod.BaseEventLoopTests)
+        base.setUp = setUp
+        return [base, _ferro_setup(mod, mod.BaseEventLoopWithSelectorTests), mod.RunningLoopTests]
     return None
 
 

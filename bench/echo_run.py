@@ -1,0 +1,262 @@
+"""Run the echo-server benchmark on every loop and compare.
+
+For every mode (sockets, streams, protocol) x message size (1, 10, 100 KiB)
+x loop (asyncio, uvloop, rloop, ferroloop) x repeat, starts
+bench/echo_server.py in its own process, drives it with bench/echo_client.py
+(the same client load for every loop: --procs worker processes x --conns
+connections each, for --duration seconds) and samples the server's CPU time
+right before and after the client's measuring window. Loops are rotated across
+repeats to spread machine noise. Prints a Markdown table of median round trips
+per second, the ratio to uvloop (loop_rps / uvloop_rps: > 1 means faster than
+uvloop) next to ferroloop's target, the server's user and system CPU time per
+round trip, and how busy server and client were. Raw numbers go to
+bench/results/echo-<timestamp>.json.
+
+Exit status is non-zero when ferroloop's server fails to start, errors, stops
+badly, or echoes wrong data (the client checks every byte); failures of the
+other loops are only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from echo_client import run_load  # noqa: E402
+from echo_server import MODES  # noqa: E402  (imports no event loop)
+from run import available, git_head, markdown_table, version  # noqa: E402
+from workloads import LOOPS  # noqa: E402
+
+SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
+# ferroloop's targets, as ferroloop_rps / uvloop_rps.
+TARGETS = {
+    ("sockets", "1k"): 1.55, ("sockets", "10k"): 1.50, ("sockets", "100k"): 1.30,
+    ("streams", "1k"): 1.25, ("streams", "10k"): 1.25, ("streams", "100k"): 1.25,
+    ("protocol", "1k"): 1.15, ("protocol", "10k"): 1.30, ("protocol", "100k"): 1.20,
+}
+REQUIRED = ("ferroloop",)  # its failures fail the run
+HOST = "127.0.0.1"
+
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """One echo_server.py process, controlled through its stdin/stdout."""
+
+    def __init__(self, loop: str, mode: str, timeout: float = 30.0) -> None:
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "echo_server.py"), "--loop", loop, "--mode", mode,
+             "--host", HOST, "--port", "0", "--control-stdin"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self._buf = b""
+        line = self._line(timeout)
+        if not line.startswith("READY "):
+            raise ServerError(f"did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def _line(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ServerError(f"no answer for {timeout:.0f}s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise ServerError(f"exited (status {self.proc.wait()}): {self.stderr_tail()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+    def command(self, cmd: str, timeout: float = 10.0) -> dict:
+        try:
+            self.proc.stdin.write(cmd.encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise ServerError(f"control pipe: {exc}; {self.stderr_tail()}") from None
+        line = self._line(timeout)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise ServerError(f"unexpected output {line!r}") from None
+
+    def stats(self) -> dict:
+        return self.command("stats")
+
+    def quit(self, timeout: float = 10.0) -> None:
+        """Stop gracefully; raise ServerError when it won't, errors or exits non-zero."""
+        try:
+            final = self.command("quit", timeout)
+            status = self.proc.wait(timeout)
+        except (ServerError, subprocess.TimeoutExpired) as exc:
+            self.kill()
+            raise ServerError(f"did not stop on 'quit': {exc}") from None
+        if status != 0 or final.get("errors"):
+            raise ServerError(f"exit status {status}, {final.get('errors')} loop errors: {self.stderr_tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stderr_tail(self, lines: int = 6) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace").strip()
+        return " | ".join(text.splitlines()[-lines:])
+
+
+def run_cell(loop: str, mode: str, size: int, args) -> dict:
+    """One server on one loop under one client load: a result dict, or {"error": ...}."""
+    try:
+        server = Server(loop, mode)
+    except ServerError as exc:
+        return {"error": f"server: {exc}"}
+    try:
+        before = {}
+        res = run_load(HOST, server.port, size, duration=args.duration, procs=args.procs,
+                       conns=args.conns, on_start=lambda: before.update(server.stats()))
+        if res["errors"]:
+            return {"error": "client: " + "; ".join(sorted(set(res["errors"])))
+                    + (f" (server stderr: {server.stderr_tail()})" if server.stderr_tail() else "")}
+        after = server.stats()
+        server.quit()
+    except ServerError as exc:
+        return {"error": f"server: {exc}"}
+    finally:
+        server.kill()
+    n = res["requests"]
+    return {
+        "rps": res["rps"], "requests": n, "elapsed": res["elapsed"],
+        "server_user": after["user"] - before["user"], "server_sys": after["sys"] - before["sys"],
+        "client_user": res["client_user"], "client_sys": res["client_sys"],
+    }
+
+
+def med(runs: list[dict], key: str, per_request: bool = False) -> float:
+    if per_request:
+        return statistics.median(r[key] / r["requests"] * 1e6 for r in runs)
+    return statistics.median(r[key] for r in runs)
+
+
+def cpu_per_rt(runs: list[dict]) -> float:
+    """Median server CPU time (user + sys) per round trip, in seconds."""
+    return statistics.median((r["server_user"] + r["server_sys"]) / r["requests"] for r in runs)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", help=f"comma-separated subset of: {','.join(MODES)}")
+    parser.add_argument("--sizes", help=f"comma-separated subset of: {','.join(SIZES)}")
+    parser.add_argument("--loops", help=f"comma-separated subset of: {','.join(LOOPS)}")
+    parser.add_argument("--duration", type=float, help="seconds of load per run; default 3, 0.5 with --smoke")
+    parser.add_argument("--repeat", type=int, help="runs per cell; default 3, 1 with --smoke")
+    parser.add_argument("--procs", type=int, default=4, help="client processes (default 4)")
+    parser.add_argument("--conns", type=int, default=6, help="connections per client process (default 6)")
+    parser.add_argument("--smoke", action="store_true", help="1 KiB only, 0.5 s, 1 repeat (for CI)")
+    args = parser.parse_args(argv)
+
+    modes = args.modes.split(",") if args.modes else list(MODES)
+    sizes = args.sizes.split(",") if args.sizes else (["1k"] if args.smoke else list(SIZES))
+    loops = args.loops.split(",") if args.loops else list(LOOPS)
+    for name, known in [(m, MODES) for m in modes] + [(s, SIZES) for s in sizes] + [(lp, LOOPS) for lp in loops]:
+        if name not in known:
+            parser.error(f"unknown mode, size or loop {name!r}")
+    args.duration = args.duration or (0.5 if args.smoke else 3.0)
+    repeat = args.repeat or (1 if args.smoke else 3)
+
+    failed = False
+    for name in list(loops):
+        if not available(name):
+            print(f"note: {name} is not importable, skipped")
+            loops.remove(name)
+            failed |= name in REQUIRED
+
+    runs: dict[tuple, list[dict]] = {(m, s, lp): [] for m in modes for s in sizes for lp in loops}
+    errors: list[dict] = []
+    for mode in modes:
+        for size in sizes:
+            for r in range(repeat):
+                order = loops[r % len(loops):] + loops[: r % len(loops)] if loops else []
+                for loop in order:
+                    res = run_cell(loop, mode, SIZES[size], args)
+                    if "error" in res:
+                        print(f"FAILED {mode}/{size} on {loop}: {res['error']}", file=sys.stderr)
+                        errors.append({"mode": mode, "size": size, "loop": loop, "error": res["error"]})
+                        failed |= loop in REQUIRED
+                    else:
+                        runs[(mode, size, loop)].append(res)
+                print(f"  {mode}/{size}: repeat {r + 1}/{repeat} done", file=sys.stderr)
+
+    header = ["mode", "size", "loop", "req/s", "vs uvloop", "target",
+              "srv user µs/rt", "srv sys µs/rt", "CPU/rt vs uvloop", "srv CPU", "client CPU"]
+    rows = [header]
+    summary = []
+    for mode in modes:
+        for size in sizes:
+            base = runs[(mode, size, "uvloop")] if "uvloop" in loops else []
+            base_rps = med(base, "rps") if base else None
+            base_cpu = cpu_per_rt(base) if base else None
+            for loop in loops:
+                cell = runs[(mode, size, loop)]
+                if not cell:
+                    rows.append([mode, size, loop, "FAILED"] + [""] * (len(header) - 4))
+                    summary.append({"mode": mode, "size": size, "loop": loop, "runs": []})
+                    continue
+                rps = med(cell, "rps")
+                ratio = rps / base_rps if base_rps else None
+                target = ""
+                if loop == "ferroloop":
+                    target = f">= {TARGETS[(mode, size)]:.2f}x"
+                    if ratio is not None:
+                        target += " ok" if ratio >= TARGETS[(mode, size)] else " MISS"
+                srv_cpu = statistics.median((r["server_user"] + r["server_sys"]) / r["elapsed"] for r in cell)
+                cli_cpu = statistics.median((r["client_user"] + r["client_sys"]) / r["elapsed"] for r in cell)
+                cpu_ratio = base_cpu / cpu_per_rt(cell) if base_cpu else None
+                rows.append([
+                    mode, size, loop, f"{rps:,.0f}", "-" if ratio is None else f"{ratio:.2f}x", target,
+                    f"{med(cell, 'server_user', True):.1f}", f"{med(cell, 'server_sys', True):.1f}",
+                    "-" if cpu_ratio is None else f"{cpu_ratio:.2f}x", f"{srv_cpu:.0%}", f"{cli_cpu:.0%}",
+                ])
+                summary.append({"mode": mode, "size": size, "loop": loop, "median_rps": rps,
+                                "ratio_to_uvloop": ratio, "cpu_per_rt_ratio_to_uvloop": cpu_ratio,
+                                "runs": cell})
+
+    print(f"\nrepeats: {repeat}, {args.duration:g} s each; client: {args.procs} processes x "
+          f"{args.conns} connections; {os.cpu_count()} CPUs shared by client and server; "
+          + ", ".join(f"{lp} {version(lp)}" for lp in loops))
+    print("CPU/rt vs uvloop: uvloop's server CPU per round trip / this loop's (> 1: cheaper than uvloop); "
+          "srv/client CPU: CPU time over the window's wall time (100% = one core busy)\n")
+    print(markdown_table(rows))
+
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"echo-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
+    out.write_text(json.dumps({
+        "python": sys.version, "git": git_head(), "machine": platform.platform(), "cpus": os.cpu_count(),
+        "smoke": args.smoke, "repeat": repeat, "duration": args.duration, "procs": args.procs,
+        "conns": args.conns, "versions": {lp: version(lp) for lp in loops},
+        "targets": {f"{m}/{s}": t for (m, s), t in TARGETS.items()}, "results": summary, "errors": errors,
+    }, indent=2))
+    print(f"\nraw results: {out.relative_to(HERE.parent)}")
+    if failed:
+        print("FAILED: ferroloop errored or is missing", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
