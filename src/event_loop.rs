@@ -215,7 +215,7 @@ impl LoopCore {
         Ok(())
     }
 
-    fn add_fd_callback(
+    pub fn add_fd_callback(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         side: Side,
@@ -233,7 +233,7 @@ impl LoopCore {
         Ok(handle)
     }
 
-    fn remove_fd_callback(
+    pub fn remove_fd_callback(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         side: Side,
@@ -412,7 +412,7 @@ impl LoopCore {
     }
 
     /// `asyncio.Future(loop=self)`, without a Python frame in between.
-    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "loop"), slf)?;

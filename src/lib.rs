@@ -5,6 +5,7 @@
 //! - `handle`: `Handle`/`TimerHandle`, the callbacks the loop runs.
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
+//! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
 
 use pyo3::prelude::*;
@@ -16,6 +17,7 @@ mod gil_cell;
 mod handle;
 mod pyhelpers;
 mod reactor;
+mod sock_ops;
 mod timers;
 
 #[pymodule]
@@ -23,6 +25,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_recv_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
     Ok(())
 }

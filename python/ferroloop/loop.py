@@ -20,10 +20,14 @@ import weakref
 from asyncio import base_events, events
 
 from ._ferroloop import LoopCore
+from ._ferroloop import sock_recv as _sock_recv
+from ._ferroloop import sock_recv_into as _sock_recv_into
+from ._ferroloop import sock_sendall as _sock_sendall
 
 __all__ = ("Loop",)
 
 _SelectorLoop = asyncio.SelectorEventLoop
+_Future = asyncio.Future
 
 # Pending handles live outside the cycle collector (it would cost more than
 # the scheduling). Before a full collection, each live loop puts the pending
@@ -96,6 +100,30 @@ class Loop(LoopCore, _SelectorLoop):
                 )
         finally:
             self._current_handle = None
+
+    # -- sockets -----------------------------------------------------------
+    # The syscalls, retries and clean-up run in Rust (sock_ops.rs); these
+    # coroutines only await when the socket was not ready at once.
+
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from a non-blocking socket."""
+        result = _sock_recv(self, sock, n)
+        if type(result) is _Future:
+            return await result
+        return result
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into a writable buffer; return the number of bytes."""
+        result = _sock_recv_into(self, sock, buf)
+        if type(result) is _Future:
+            return await result
+        return result
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data`` on a non-blocking socket."""
+        result = _sock_sendall(self, sock, data)
+        if result is not None:
+            return await result
 
     # -- DNS ---------------------------------------------------------------
 

@@ -1,0 +1,161 @@
+"""sock_recv / sock_recv_into / sock_sendall edge cases (ferroloop does these
+in Rust); every test runs on the stdlib loop too, which defines the answer."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import socket
+
+import pytest
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_large_recv_returns_exact_bytes(loop, pair):
+    # Large reads go through a page-aligned scratch buffer in ferroloop.
+    a, b = pair
+    payload = os.urandom(100 * 1024)
+
+    async def main():
+        got = bytearray()
+        send = asyncio.ensure_future(loop.sock_sendall(b, payload))
+        while len(got) < len(payload):
+            chunk = await loop.sock_recv(a, 200 * 1024)
+            assert chunk
+            got += chunk
+        await send
+        return bytes(got)
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_recv_waits_then_gets_data_and_eof(loop, pair):
+    a, b = pair
+
+    async def main():
+        pending = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        assert not pending.done()
+        b.send(b"hello")
+        first = await pending
+        b.shutdown(socket.SHUT_WR)
+        return first, await loop.sock_recv(a, 10)
+
+    assert loop.run_until_complete(main()) == (b"hello", b"")
+
+
+def test_recv_zero_and_negative(loop, pair):
+    a, _ = pair
+    assert loop.run_until_complete(loop.sock_recv(a, 0)) == b""
+    with pytest.raises(ValueError):
+        loop.run_until_complete(loop.sock_recv(a, -1))
+
+
+@pytest.mark.parametrize("make_buf", [bytearray, lambda n: array.array("b", bytes(n)), lambda n: memoryview(bytearray(n))[2:]])
+def test_recv_into_any_writable_buffer(loop, pair, make_buf):
+    a, b = pair
+    buf = make_buf(16)
+
+    async def main():
+        pending = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0.01)
+        b.send(b"abcdef")
+        return await pending
+
+    assert loop.run_until_complete(main()) == 6
+    assert bytes(memoryview(buf).cast("B")[:6]) == b"abcdef"
+
+
+def test_recv_into_readonly_buffer_is_type_error(loop, pair):
+    a, b = pair
+    b.send(b"x")
+    with pytest.raises(TypeError):
+        loop.run_until_complete(loop.sock_recv_into(a, b"immutable"))
+
+
+def test_sendall_partial_writes_to_slow_reader(loop, pair):
+    # More than the socket buffers hold: sendall must wait for the reader.
+    a, b = pair
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def reader():
+        got = bytearray()
+        while len(got) < len(payload):
+            got += await loop.sock_recv(b, 65536)
+        return bytes(got)
+
+    async def main():
+        r = asyncio.ensure_future(reader())
+        await loop.sock_sendall(a, memoryview(payload))
+        return await r
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_cancelled_sendall_unregisters_writer(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_sendall(a, b"x" * (16 * 1024 * 1024)))
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        # The writer slot is free again: a new writer can be added and removed.
+        loop.add_writer(a, lambda: None)
+        assert loop.remove_writer(a) is True
+
+    loop.run_until_complete(main())
+
+
+def test_recv_error_reaches_the_awaiter(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main():
+        pending = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        # RST from the peer: SO_LINGER 0 then close.
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        b.close()
+        return await pending
+
+    try:
+        # A Unix socketpair reports EOF rather than a reset.
+        assert loop.run_until_complete(main()) == b""
+    finally:
+        a.close()
+
+
+def test_ssl_socket_rejected(loop):
+    import ssl
+
+    ctx = ssl.create_default_context()
+    raw = socket.socket()
+    sock = ctx.wrap_socket(raw, do_handshake_on_connect=False, server_hostname="x")
+    try:
+        for coro in (loop.sock_recv(sock, 1), loop.sock_sendall(sock, b"x"), loop.sock_recv_into(sock, bytearray(1))):
+            with pytest.raises(TypeError, match="SSLSocket"):
+                loop.run_until_complete(coro)
+    finally:
+        sock.close()
+
+
+def test_closed_socket_is_bad_file_descriptor(loop, pair):
+    a, _ = pair
+    a.close()
+    with pytest.raises(OSError) as info:
+        loop.run_until_complete(loop.sock_recv(a, 1))
+    assert info.value.errno == 9
