@@ -271,6 +271,8 @@ impl LoopCore {
         Self::schedule_soon(slf, callback, args, context)
     }
 
+    /// `call_soon` from any thread: no thread check in debug mode, and a
+    /// sleeping loop is woken.
     pub fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
@@ -290,6 +292,7 @@ impl LoopCore {
         Ok(handle)
     }
 
+    /// `call_at(self.time() + delay, ...)`, as asyncio defines it.
     pub fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
@@ -300,13 +303,8 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_at", true)?;
-        }
-        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context)
+        let when = clock::monotonic() + delay.extract::<f64>()?;
+        Self::timer_at(slf, when, callback, args, context)
     }
 
     pub fn call_at(
@@ -319,7 +317,16 @@ impl LoopCore {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
+        Self::timer_at(slf, when.extract()?, callback, args, context)
+    }
+
+    fn timer_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
         let this = slf.get();
         this.check_closed()?;
         if this.is_debug() {

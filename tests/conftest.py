@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import signal
 import threading
 
@@ -52,6 +53,17 @@ def loop(request):
 def loop_factory(request):
     """The loop factory itself, for tests that make their own loops."""
     return request.param
+
+
+@pytest.fixture
+def pair():
+    """A connected pair of non-blocking Unix stream sockets."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
 
 
 @pytest.fixture

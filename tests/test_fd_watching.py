@@ -14,16 +14,6 @@ import pytest
 from tests.helpers import run_iterations, run_loop_briefly
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_add_reader_on_int_fd_and_args(loop, pair):
     a, b = pair
     got = []

@@ -11,16 +11,6 @@ import socket
 import pytest
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_large_recv_returns_exact_bytes(loop, pair):
     # Large reads go through a page-aligned scratch buffer in ferroloop.
     a, b = pair
