@@ -181,9 +181,13 @@ def run_load(host: str, port: int, size: int, *, duration: float = 3.0, procs: i
             errors.append(f"warm-up: {msg[1]}")
     result = {"requests": 0, "elapsed": 0.0, "rps": 0.0, "client_user": 0.0, "client_sys": 0.0,
               "errors": errors}
-    if not errors:
-        if on_start is not None:
+    if not errors and on_start is not None:
+        try:
             on_start()
+        except BaseException:
+            _reap(workers)
+            raise
+    if not errors:
         t_end = time.monotonic() + duration
         for _, pipe in workers:
             pipe.send(("go", t_end))
@@ -201,8 +205,16 @@ def run_load(host: str, port: int, size: int, *, duration: float = 3.0, procs: i
         if elapsed:
             result["elapsed"] = max(elapsed)
             result["rps"] = result["requests"] / result["elapsed"]
+        _reap(workers, abort=False)
     else:
-        for _, pipe in workers:
+        _reap(workers)
+    return result
+
+
+def _reap(workers, abort: bool = True) -> None:
+    """Tell the workers to stop (unless they are done), reap them."""
+    for p, pipe in workers:
+        if abort:
             try:
                 pipe.send(("abort",))
             except OSError:
@@ -213,7 +225,6 @@ def run_load(host: str, port: int, size: int, *, duration: float = 3.0, procs: i
             p.kill()
             p.join()
         pipe.close()
-    return result
 
 
 def main(argv=None) -> int:
