@@ -25,8 +25,10 @@ conformance:
 
 bench:
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/echo_run.py
 
 bench-smoke:
 	$(PYTHON) bench/run.py --smoke
+	$(PYTHON) bench/echo_run.py --smoke
 
 test: build unit conformance bench-smoke
