@@ -36,7 +36,10 @@ static SSL_SOCKET: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
 
 /// Reads of at least this size go through a page-aligned buffer: the kernel
 /// copies into an unaligned one much more slowly (100 KiB echo: 57 µs vs 25 µs).
+/// Bigger reads (rare: asyncio's own transports read 256 KiB) use a bytes
+/// object of their own rather than keeping a huge scratch buffer around.
 const ALIGNED_READ_MIN: usize = 16 * 1024;
+const ALIGNED_READ_MAX: usize = 1024 * 1024;
 const PAGE: usize = 4096;
 
 /// A reusable page-aligned scratch buffer for large reads (one per thread:
@@ -47,23 +50,23 @@ struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    /// The buffer, grown to at least `len` bytes.
-    fn get(&mut self, len: usize) -> &mut [u8] {
+    /// The buffer, grown to at least `len` (at most `ALIGNED_READ_MAX`)
+    /// bytes; `None` if memory is short (the caller reads another way).
+    fn get(&mut self, len: usize) -> Option<&mut [u8]> {
         if self.cap < len {
             self.release();
-            let cap = len.next_multiple_of(PAGE);
-            let layout =
-                std::alloc::Layout::from_size_align(cap, PAGE).expect("page-aligned layout");
+            let cap = len.min(ALIGNED_READ_MAX).next_multiple_of(PAGE);
+            let layout = std::alloc::Layout::from_size_align(cap, PAGE).ok()?;
             // SAFETY: `layout` has a non-zero size (len >= ALIGNED_READ_MIN).
             let ptr = unsafe { std::alloc::alloc(layout) };
             if ptr.is_null() {
-                std::alloc::handle_alloc_error(layout);
+                return None;
             }
             self.ptr = ptr;
             self.cap = cap;
         }
         // SAFETY: `ptr` points to `cap >= len` bytes we own exclusively.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr, len) })
     }
 
     fn release(&mut self) {
@@ -158,21 +161,30 @@ fn syscall(py: Python<'_>, mut f: impl FnMut() -> isize) -> PyResult<Io<usize>> 
 
 /// `sock.recv(n)` on a non-blocking fd, into a new bytes object.
 fn recv_bytes(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes>>> {
-    if n >= ALIGNED_READ_MIN {
-        return SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let buf = scratch.get(n);
+    if (ALIGNED_READ_MIN..=ALIGNED_READ_MAX).contains(&n) {
+        let aligned = SCRATCH.with(|scratch| {
+            // Busy only if a signal handler run inside the syscall retry
+            // reads a socket itself: that read takes the other path.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                return Ok(None);
+            };
+            let Some(buf) = scratch.get(n) else {
+                return Ok(None);
+            };
             // SAFETY: `buf` is valid for `n` writable bytes.
             let got = syscall(py, || unsafe {
                 libc::recv(fd, buf.as_mut_ptr().cast(), n, 0)
             })?;
-            Ok(match got {
+            Ok(Some(match got {
                 Io::Done(len) => Io::Done(PyBytes::new(py, &buf[..len]).unbind()),
                 Io::WouldBlock => Io::WouldBlock,
-            })
+            }))
         });
+        if let Some(result) = aligned.transpose() {
+            return result;
+        }
     }
-    // Small reads land straight in the bytes object, shrunk afterwards.
+    // Other reads land straight in the bytes object, shrunk afterwards.
     // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, writable,
     // not yet shared bytes object (or NULL with an error set).
     let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t) };
