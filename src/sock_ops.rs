@@ -16,10 +16,11 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError, PyValueError};
 use pyo3::ffi;
-use pyo3::intern;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
+use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::handle::{Args, Handle};
@@ -307,6 +308,12 @@ struct FdDone {
 
 #[pymethods]
 impl FdDone {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.handle)?;
+        Ok(())
+    }
+
     fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
         if !self.handle.get().is_cancelled() {
             let fd = self.fd.into_pyobject(py)?.into_any();
@@ -326,6 +333,12 @@ struct RecvOp {
 
 #[pymethods]
 impl RecvOp {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        Ok(())
+    }
+
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
         if future_done(fut)? {
@@ -374,6 +387,13 @@ fn recv_into(
 
 #[pymethods]
 impl RecvIntoOp {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.buf)?;
+        Ok(())
+    }
+
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
         if future_done(fut)? {
@@ -413,6 +433,12 @@ fn send(py: Python<'_>, fd: RawFd, data: &BufferView, pos: usize) -> PyResult<Io
 
 #[pymethods]
 impl SendAllOp {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        Ok(())
+    }
+
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         use std::sync::atomic::Ordering::Relaxed;
         let fut = self.fut.bind(py);

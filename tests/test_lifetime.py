@@ -351,3 +351,22 @@ def test_dropped_unclosed_loop_with_reader_registered_in_context_is_collected(lo
     a.close()
     b.close()
     assert ref() is None
+
+
+def test_dropped_unclosed_loop_with_pending_sock_recv_is_collected(loop_factory):
+    refs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            lp = loop_factory()
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            lp.set_exception_handler(lambda *args: None)  # "Task was destroyed" noise
+            lp.create_task(lp.sock_recv(a, 10))
+            lp.run_until_complete(asyncio.sleep(0.01))
+            refs.append(weakref.ref(lp))
+            del lp
+            a.close()
+            b.close()
+        gc.collect()
+    assert all(r() is None for r in refs)
