@@ -516,14 +516,13 @@ impl LoopCore {
         Self::remove_fd_callback(slf, fd, Side::Write)
     }
 
-    /// Whether `fd` has a reader (`'r'`) or writer (`'w'`): test/debug aid.
-    fn _has_fd_callback(
+    /// The reader and writer handles of `fd` (either may be None): what
+    /// asyncio code reads through `loop._selector.get_key(fd).data`.
+    fn _fd_callbacks(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
-        side: &str,
-    ) -> PyResult<bool> {
-        let side = if side == "w" { Side::Write } else { Side::Read };
-        Ok(slf.get().reactor.has(slf.py(), fileobj_to_fd(fd)?, side))
+    ) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+        Ok(slf.get().reactor.handles(slf.py(), fileobj_to_fd(fd)?))
     }
 
     /// One iteration (asyncio's `_run_once`; some code drives loops with it).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import selectors
 import socket
 import sys
 import threading
@@ -46,6 +47,29 @@ def _before_full_collection(phase: str, info: dict) -> None:
 gc.callbacks.append(_before_full_collection)
 
 
+class _ReactorSelector:
+    """Stands in for ``loop._selector``, which asyncio code reads (transport
+    reprs show ``read=polling``; some code inspects registrations). Answers
+    from the Rust reactor; ferroloop never polls through it."""
+
+    def __init__(self, loop: Loop) -> None:
+        self._loop = loop
+
+    def get_key(self, fileobj) -> selectors.SelectorKey:
+        fd = selectors._fileobj_to_fd(fileobj)
+        reader, writer = self._loop._fd_callbacks(fd)
+        events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        if not events:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return selectors.SelectorKey(fileobj, fd, events, (reader, writer))
+
+    def select(self, timeout=None):
+        raise RuntimeError("ferroloop polls in Rust, not through loop._selector")
+
+    def close(self) -> None:
+        self._loop = None
+
+
 def _numeric_port(port) -> bool:
     """A port the resolver needs no services database for."""
     if port is None or isinstance(port, int):
@@ -59,7 +83,7 @@ class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(selector=_ReactorSelector(self))
         _live_loops.add(self)
 
     # -- running -----------------------------------------------------------

@@ -168,11 +168,15 @@ impl Reactor {
         old
     }
 
-    pub fn has(&self, py: Python<'_>, fd: RawFd, side: Side) -> bool {
-        self.fds.borrow(py).get(&fd).is_some_and(|e| match side {
-            Side::Read => e.reader.is_some(),
-            Side::Write => e.writer.is_some(),
-        })
+    /// The reader and writer registered for `fd`.
+    pub fn handles(&self, py: Python<'_>, fd: RawFd) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
+        match self.fds.borrow(py).get(&fd) {
+            Some(e) => (
+                e.reader.as_ref().map(|h| h.clone_ref(py)),
+                e.writer.as_ref().map(|h| h.clone_ref(py)),
+            ),
+            None => (None, None),
+        }
     }
 
     /// Forget every registration (on close); the caller drops the result.

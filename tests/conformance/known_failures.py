@@ -48,11 +48,6 @@ KNOWN_FAILURES: dict[str, str] = {
         "not applicable: checks that the abstract BaseEventLoop's transport factories raise "
         "NotImplementedError; ferroloop is a complete loop (asyncio.SelectorEventLoop fails it too)"
     ),
-    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_blocking_error": (
-        "asserts the writer via loop._selector.get_key(sock) (stdlib-private): ferroloop "
-        "registers fds in its Rust reactor, not the inherited stdlib selector (the writer "
-        "is there: loop._has_fd_callback(sock, 'w') is True)"
-    ),
 }
 
 STDLIB_LOOP_ONLY: dict[str, str] = {
