@@ -428,25 +428,23 @@ impl LoopCore {
             .call((), Some(&kwargs))
     }
 
-    /// asyncio's `create_task`: `Task(coro, loop=self, ...)` directly when
-    /// no task factory is set and debug is off; asyncio's own code otherwise.
-    #[pyo3(signature = (coro, *, name=None, context=None))]
+    /// asyncio's `create_task`: `Task(coro, loop=self, **kwargs)` directly
+    /// when no task factory is set and debug is off; asyncio's own code
+    /// otherwise. Keywords pass through, so newer ones (3.14's
+    /// `eager_start`) reach the Task of the running Python.
+    #[pyo3(signature = (coro, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: Bound<'py, PyAny>,
-        name: Option<Bound<'py, PyAny>>,
-        context: Option<Bound<'py, PyAny>>,
+        kwargs: Option<Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let kwargs = PyDict::new(py);
-        if let Some(name) = name.filter(|n| !n.is_none()) {
-            kwargs.set_item(intern!(py, "name"), name)?;
-        }
-        if let Some(context) = context.filter(|c| !c.is_none()) {
-            kwargs.set_item(intern!(py, "context"), context)?;
-        }
+        let kwargs = match kwargs {
+            Some(kw) => kw.copy()?,
+            None => PyDict::new(py),
+        };
         if this.is_debug() || !slf.getattr(intern!(py, "_task_factory"))?.is_none() {
             let base = BASE_LOOP.import(py, "asyncio.base_events", "BaseEventLoop")?;
             return base
