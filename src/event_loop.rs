@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -51,6 +51,11 @@ pub struct LoopCore {
     /// then does a thread-safe call need to write to the waker, and only the
     /// first one (it clears the flag).
     polling: AtomicBool,
+    /// asyncio's self-pipe, while no signal handler is installed: then only
+    /// our own `_write_to_self` could write to it, and that is overridden to
+    /// use the waker, so a zero-timeout poll with no other fd registered
+    /// cannot report anything and is skipped. -1 otherwise.
+    quiet_fd: AtomicI32,
     clock_resolution: f64,
 }
 
@@ -160,12 +165,20 @@ impl LoopCore {
             None
         };
 
-        this.polling.store(true, SeqCst);
-        let polled = this.reactor.poll(py, timeout, |h| {
-            this.ready.borrow_mut(py).push_back(Ready::Native(h));
-        });
-        this.polling.store(false, SeqCst);
-        polled?;
+        // With callbacks ready and no fd that could have become ready, the
+        // zero-timeout poll has nothing to report: skip the syscall.
+        let nothing_to_poll = timeout == Some(Duration::ZERO)
+            && this
+                .reactor
+                .watches_nothing_but(py, this.quiet_fd.load(Relaxed));
+        if !nothing_to_poll {
+            this.polling.store(true, SeqCst);
+            let polled = this.reactor.poll(py, timeout, |h| {
+                this.ready.borrow_mut(py).push_back(Ready::Native(h));
+            });
+            this.polling.store(false, SeqCst);
+            polled?;
+        }
         // Runs Python-level signal handlers (e.g. SIGINT's KeyboardInterrupt)
         // that interrupted the wait.
         py.check_signals()?;
@@ -409,6 +422,7 @@ impl LoopCore {
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
             polling: AtomicBool::new(false),
+            quiet_fd: AtomicI32::new(-1),
             clock_resolution: res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9,
         })
     }
@@ -541,6 +555,12 @@ impl LoopCore {
         };
         this.stopping.store(false, Relaxed);
         result
+    }
+
+    /// See `quiet_fd`: the Python side keeps it in step with the signal
+    /// handlers (-1 while any is installed).
+    fn _set_quiet_fd(&self, fd: RawFd) {
+        self.quiet_fd.store(fd, Relaxed);
     }
 
     fn _set_debug_core(&self, enabled: bool) {

@@ -4,6 +4,7 @@ Ctrl-C (SIGINT) against real subprocesses running a loop."""
 from __future__ import annotations
 
 import _thread
+import asyncio
 import os
 import signal
 import subprocess
@@ -295,3 +296,47 @@ def test_sigint_with_add_signal_handler_runs_handler(runner):
     rc, out, err, elapsed = _interrupt_script(SIGINT_HANDLER_SCRIPT, runner)
     assert out == "ready\nhandled\n", err
     assert rc == 0
+
+
+def test_signal_handler_added_after_loop_went_busy(loop):
+    # The first handler is installed while tasks keep the ready queue full
+    # (ferroloop skips empty zero-timeout polls only while no handler exists).
+    async def main():
+        got = []
+        stop = asyncio.Event()
+
+        async def spin():
+            while not stop.is_set():
+                await asyncio.sleep(0)
+
+        spinner = asyncio.ensure_future(spin())
+        await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR2, got.append, "usr2")
+        os.kill(os.getpid(), signal.SIGUSR2)
+        deadline = loop.time() + 5
+        while not got and loop.time() < deadline:
+            await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR2)
+        stop.set()
+        await spinner
+        return got
+
+    assert loop.run_until_complete(main()) == ["usr2"]
+
+
+def test_readers_still_polled_after_last_signal_handler_removed(loop, pair):
+    a, b = pair
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR2)
+        got = loop.create_future()
+        loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(10)))
+        b.send(b"ping")
+        # A busy ready queue: the reader must still be polled every iteration.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        loop.remove_reader(a)
+        return got.result() if got.done() else None
+
+    assert loop.run_until_complete(main()) == b"ping"

@@ -85,6 +85,21 @@ class Loop(LoopCore, _SelectorLoop):
     def __init__(self) -> None:
         super().__init__(selector=_ReactorSelector(self))
         _live_loops.add(self)
+        self._set_quiet_fd(self._ssock.fileno())
+
+    # -- signals -------------------------------------------------------------
+    # While a signal handler is installed, signals write to asyncio's
+    # self-pipe and every poll must look at it (see LoopCore.quiet_fd).
+
+    def add_signal_handler(self, sig, callback, *args):
+        self._set_quiet_fd(-1)
+        super().add_signal_handler(sig, callback, *args)
+
+    def remove_signal_handler(self, sig):
+        removed = super().remove_signal_handler(sig)
+        if not self._signal_handlers and self._ssock is not None:
+            self._set_quiet_fd(self._ssock.fileno())
+        return removed
 
     # -- running -----------------------------------------------------------
 

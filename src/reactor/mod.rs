@@ -168,6 +168,12 @@ impl Reactor {
         old
     }
 
+    /// Whether no fd is registered, apart from (possibly) `fd`.
+    pub fn watches_nothing_but(&self, py: Python<'_>, fd: RawFd) -> bool {
+        let fds = self.fds.borrow(py);
+        fds.is_empty() || (fds.len() == 1 && fds.contains_key(&fd))
+    }
+
     /// The reader and writer registered for `fd`.
     pub fn handles(&self, py: Python<'_>, fd: RawFd) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
         match self.fds.borrow(py).get(&fd) {
