@@ -276,12 +276,7 @@ impl LoopCore {
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon", true)?;
-        }
-        Self::schedule_soon(slf, callback, args, context)
+        Self::soon(slf, callback, args, context, false)
     }
 
     /// `call_soon` from any thread: no thread check in debug mode, and a
@@ -292,14 +287,29 @@ impl LoopCore {
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
+        Self::soon(slf, callback, args, context, true)
+    }
+
+    fn soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
         let this = slf.get();
         this.check_closed()?;
         if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
+            let method = if threadsafe {
+                "call_soon_threadsafe"
+            } else {
+                "call_soon"
+            };
+            Self::debug_checks(slf, &callback, method, !threadsafe)?;
         }
         let handle = Self::schedule_soon(slf, callback, args, context)?;
         // Only the first call after the loop went to sleep pays for a wakeup.
-        if this.polling.swap(false, SeqCst) {
+        if threadsafe && this.polling.swap(false, SeqCst) {
             this.reactor.wake(slf.py());
         }
         Ok(handle)
