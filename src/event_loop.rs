@@ -235,10 +235,20 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Args,
     ) -> PyResult<Py<Handle>> {
+        Self::add_fd(slf, fileobj_to_fd(fd)?, side, callback, args)
+    }
+
+    /// `add_fd_callback` for a known fd number (transports).
+    pub fn add_fd(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        side: Side,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let fd = fileobj_to_fd(fd)?;
         let handle = Py::new(py, Self::new_handle(slf, callback, args, None, false)?)?;
         for old in this.reactor.add(py, fd, side, handle.clone_ref(py))? {
             Handle::cancel_handle(old.bind(py))?;
@@ -251,12 +261,17 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         side: Side,
     ) -> PyResult<bool> {
+        let fd = fileobj_to_fd(fd)?;
+        Self::remove_fd(slf, fd, side)
+    }
+
+    /// `remove_fd_callback` for a known fd number (transports).
+    pub fn remove_fd(slf: &Bound<'_, Self>, fd: RawFd, side: Side) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         if this.closed.load(Relaxed) {
             return Ok(false);
         }
-        let fd = fileobj_to_fd(fd)?;
         match this.reactor.remove(py, fd, side) {
             Some(old) => {
                 Handle::cancel_handle(old.bind(py))?;

@@ -6,6 +6,8 @@
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//! - `transports`: native transports (TCP/Unix stream sockets).
+//! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
 
 use pyo3::prelude::*;
@@ -18,7 +20,9 @@ mod handle;
 mod pyhelpers;
 mod reactor;
 mod sock_ops;
+mod sysio;
 mod timers;
+mod transports;
 
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -30,5 +34,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
+    m.add_class::<transports::tcp::TcpTransportCore>()?;
     Ok(())
 }

@@ -24,7 +24,7 @@ from ._ferroloop import LoopCore
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
 from ._ferroloop import sock_sendall as _sock_sendall
-from .transports import SocketTransport
+from .transports import TcpTransport
 
 __all__ = ("Loop",)
 
@@ -144,7 +144,7 @@ class Loop(LoopCore, _SelectorLoop):
     # -- transports --------------------------------------------------------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        return TcpTransport(self, sock, protocol, waiter, extra, server)
 
     # -- sockets -----------------------------------------------------------
     # The syscalls, retries and clean-up run in Rust (sock_ops.rs); these

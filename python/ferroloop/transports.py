@@ -1,42 +1,176 @@
-"""Transports: asyncio's own, with ferroloop's native read path.
+"""ferroloop's transports: asyncio's transport classes over Rust cores.
 
-Native Rust transports are the next step; until then the socket transport is
-asyncio's `_SelectorSocketTransport` (so every callback, flow-control and
-close rule is CPython's) reading through `_ferroloop.recv`, which receives
-into a reusable page-aligned buffer instead of allocating `max_size`
-(256 KiB) bytes per read.
+`TcpTransport` is what asyncio calls `_SelectorSocketTransport` (TCP and Unix
+stream sockets). The reading, writing, buffering, flow control and closing
+run in Rust (`_ferroloop.TcpTransportCore`); this class is the object
+protocols see. It subclasses asyncio's `_FlowControlMixin` (an
+`asyncio.Transport`), so `isinstance` checks in user code and in asyncio's
+own sendfile/start_tls paths hold, and it binds the core's hot methods as
+instance attributes, so `transport.write(data)` is one native call.
 """
 
 from __future__ import annotations
 
-from asyncio import selector_events
+import warnings
+from asyncio import base_events, constants, trsock
+from asyncio.transports import _FlowControlMixin
 
-from ._ferroloop import recv as _recv
+from ._ferroloop import TcpTransportCore
+
+__all__ = ("TcpTransport",)
+
+# Called through the instance: looked up in its __dict__ before the class.
+_BOUND = (
+    "write",
+    "writelines",
+    "is_closing",
+    "is_reading",
+    "pause_reading",
+    "resume_reading",
+    "close",
+    "get_write_buffer_size",
+)
 
 
-class SocketTransport(selector_events._SelectorSocketTransport):
-    """asyncio's socket transport with a native, allocation-light read."""
+class TcpTransport(_FlowControlMixin):
+    """A stream socket transport (asyncio's ``_SelectorSocketTransport``)."""
 
-    def _read_ready__data_received(self):
-        if self._conn_lost:
-            return
+    max_size = 256 * 1024
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        if extra is None:
+            extra = {}
+        self._extra = extra
+        extra["socket"] = trsock.TransportSocket(sock)
         try:
-            data = _recv(self._sock, self.max_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
+        self._sock_fd = fd = sock.fileno()
+        core = self._core = TcpTransportCore(loop, sock, fd, protocol, self, server)
+        d = self.__dict__
+        for name in _BOUND:
+            d[name] = getattr(core, name)
+        if server is not None:
+            server._attach()
+        loop._transports[fd] = self
+        base_events._set_nodelay(sock)
+        core.start(waiter)
 
-        if not data:
-            self._read_ready__on_eof()
-            return
+    # -- asyncio.BaseTransport / Transport, answered by the core -------------
 
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def abort(self):
+        self._core.abort()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    # -- the private state asyncio (and libraries) read ----------------------
+
+    @property
+    def _loop(self):
+        return self._core.loop_
+
+    @property
+    def _sock(self):
+        return self._core.sock
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _closing(self):
+        return self._core.closing
+
+    @property
+    def _conn_lost(self):
+        return self._core.conn_lost
+
+    @property
+    def _eof(self):
+        return self._core.eof
+
+    @property
+    def _paused(self):
+        return self._core.paused
+
+    @property
+    def _empty_waiter(self):
+        return self._core.empty_waiter
+
+    @property
+    def _protocol_paused(self):
+        return self._core.protocol_paused
+
+    @_protocol_paused.setter
+    def _protocol_paused(self, value):
+        self._core.protocol_paused = value
+
+    @property
+    def _high_water(self):
+        return self._core.high_water
+
+    @property
+    def _low_water(self):
+        return self._core.low_water
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        self._core._fatal_error(exc, message)
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+    # -- life cycle -----------------------------------------------------------
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        sock = core.sock if core is not None else None
+        if sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock.close()
+
+    def __repr__(self):
+        core = self.__dict__.get("_core")
+        info = [self.__class__.__name__]
+        if core is None or core.sock is None:
+            info.append("closed")
+        elif core.closing:
+            info.append("closing")
+        info.append(f"fd={self.__dict__.get('_sock_fd')}")
+        loop = core.loop_ if core is not None else None
+        if loop is not None and not loop.is_closed():
+            reader, writer = loop._fd_callbacks(self._sock_fd)
+            info.append("read=polling" if reader else "read=idle")
+            state = "polling" if writer else "idle"
+            info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+

@@ -1,0 +1,38 @@
+//! Native transports (asyncio's `selector_events`/`unix_events` transports
+//! in Rust), one file per kind:
+//!
+//! - `tcp`: stream sockets (TCP and Unix), `asyncio.Transport`.
+//! - `write_buffer`: the outgoing chunk queue every writing transport shares.
+//!
+//! Each Rust core is driven by a thin Python class in
+//! `ferroloop/transports.py` that subclasses asyncio's transport ABCs, so
+//! `isinstance(t, asyncio.Transport)` holds and the hot methods are the
+//! core's own (bound once per transport, no Python frame per call).
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+pub mod tcp;
+mod write_buffer;
+
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `asyncio.log.logger`.
+pub fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    LOGGER.import(py, "asyncio.log", "logger")
+}
+
+/// `logger.debug(fmt, obj)`, for debug mode's transport messages.
+pub fn log_debug(py: Python<'_>, fmt: &str, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    logger(py)?
+        .call_method1(intern!(py, "debug"), (fmt, obj))
+        .map(drop)
+}
+
+/// KeyboardInterrupt and SystemExit escape every transport callback, as in
+/// asyncio (`except (SystemExit, KeyboardInterrupt): raise`).
+pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+}

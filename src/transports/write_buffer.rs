@@ -1,0 +1,150 @@
+//! A transport's outgoing data: the chunks `write()` could not send at once,
+//! flushed in order with one vectored syscall per writability event.
+//!
+//! `bytes` are kept by reference (they are immutable); `bytearray` and
+//! `memoryview` data is copied, since the caller may change it after
+//! `write()` returns.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// At most this many chunks go into one `sendmsg`/`writev` (IOV_MAX is 1024;
+/// more than this rarely fits in a socket buffer anyway).
+const MAX_IOV: usize = 64;
+
+enum Data {
+    Shared(Py<PyBytes>),
+    Owned(Vec<u8>),
+}
+
+struct Chunk {
+    data: Data,
+    /// Bytes of `data` already sent.
+    start: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        let all: &[u8] = match &self.data {
+            // SAFETY: a bytes object is immutable and its storage lives as
+            // long as the object, which `self` keeps a reference to.
+            Data::Shared(obj) => unsafe {
+                let ptr = obj.as_ptr();
+                std::slice::from_raw_parts(
+                    ffi::PyBytes_AS_STRING(ptr).cast::<u8>(),
+                    ffi::Py_SIZE(ptr) as usize,
+                )
+            },
+            Data::Owned(v) => v,
+        };
+        &all[self.start..]
+    }
+}
+
+#[derive(Default)]
+pub struct WriteBuffer {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+impl WriteBuffer {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes waiting to be sent (`get_write_buffer_size()`).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Keep `obj[start..]` (a bytes object) by reference.
+    pub fn push_shared(&mut self, obj: Py<PyBytes>, start: usize, total: usize) {
+        if start < total {
+            self.len += total - start;
+            self.chunks.push_back(Chunk {
+                data: Data::Shared(obj),
+                start,
+            });
+        }
+    }
+
+    /// Keep a copy of `data`.
+    pub fn push_copy(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.chunks.push_back(Chunk {
+                data: Data::Owned(data.to_vec()),
+                start: 0,
+            });
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
+    /// Send as much as the socket (or pipe) takes, in one syscall, and drop
+    /// what was sent. `Ok(0)` when it would block or was interrupted (the fd
+    /// stays registered, so the poll retries).
+    pub fn flush(&mut self, fd: RawFd, is_socket: bool) -> std::io::Result<usize> {
+        if self.chunks.is_empty() {
+            return Ok(0);
+        }
+        let iov: Vec<libc::iovec> = self
+            .chunks
+            .iter()
+            .take(MAX_IOV)
+            .map(|c| {
+                let b = c.bytes();
+                libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                }
+            })
+            .collect();
+        // SAFETY: every iovec points into a chunk this buffer owns and does
+        // not touch during the call; the kernel only reads them.
+        let n = unsafe {
+            if is_socket {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+                msg.msg_iovlen = iov.len() as _;
+                libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+            } else {
+                libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int)
+            }
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let sent = n as usize;
+        self.consume(sent);
+        Ok(sent)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let left = front.bytes().len();
+            if n >= left {
+                n -= left;
+                self.chunks.pop_front();
+            } else {
+                front.start += n;
+                n = 0;
+            }
+        }
+    }
+}
