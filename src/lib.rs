@@ -6,6 +6,7 @@
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//! - `process`: child exit watching through pidfds.
 //! - `transports`: native transports (TCP/Unix stream sockets).
 //! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
@@ -17,6 +18,7 @@ mod event_loop;
 mod fastcall;
 mod gil_cell;
 mod handle;
+mod process;
 mod pyhelpers;
 mod reactor;
 mod sock_ops;
@@ -35,5 +37,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transports::tcp::TcpTransportCore>()?;
+    m.add_class::<process::ChildWatcher>()?;
     Ok(())
 }

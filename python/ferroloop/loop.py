@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import selectors
 import socket
 import sys
 import threading
 import weakref
-from asyncio import base_events, events
+from asyncio import base_events, events, unix_events
 
-from ._ferroloop import LoopCore
+from ._ferroloop import ChildWatcher, LoopCore
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
 from ._ferroloop import sock_sendall as _sock_sendall
@@ -70,6 +71,34 @@ class _ReactorSelector:
         self._loop = None
 
 
+_PIDFD = ChildWatcher.supported()
+
+
+def _policy_watcher_is_default() -> bool:
+    """No child watcher chosen by the user: none yet, or the default one.
+
+    A `ThreadedChildWatcher` only ever waits for the pids it is given, so
+    our pidfd watcher can stand in for it. Any other watcher (Safe, Fast,
+    MultiLoop, Pidfd, a custom one) may reap every child itself and must see
+    ours, so then asyncio's path is used.
+    """
+    watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
+    return watcher is None or type(watcher) is unix_events.ThreadedChildWatcher
+
+
+def _reap_in_background(pids) -> None:
+    """Wait for children that outlived their loop, so none stays a zombie."""
+
+    def reap():
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    threading.Thread(target=reap, name="ferroloop-reaper", daemon=True).start()
+
+
 def _numeric_port(port) -> bool:
     """A port the resolver needs no services database for."""
     if port is None or isinstance(port, int):
@@ -84,6 +113,7 @@ class Loop(LoopCore, _SelectorLoop):
 
     def __init__(self) -> None:
         super().__init__(selector=_ReactorSelector(self))
+        self._child_watcher = None
         _live_loops.add(self)
         self._set_quiet_fd(self._ssock.fileno())
 
@@ -146,6 +176,35 @@ class Loop(LoopCore, _SelectorLoop):
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return TcpTransport(self, sock, protocol, waiter, extra, server)
 
+    # -- subprocesses --------------------------------------------------------
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        """asyncio's, with child exits watched through pidfds by this loop
+        (no thread per child) unless the user installed a child watcher."""
+        if not _PIDFD or not _policy_watcher_is_default():
+            return await super()._make_subprocess_transport(
+                protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
+            )
+        if self._child_watcher is None:
+            self._child_watcher = ChildWatcher(self)
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._child_watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
     # -- sockets -----------------------------------------------------------
     # The syscalls, retries and clean-up run in Rust (sock_ops.rs); these
     # coroutines only await when the socket was not ready at once.
@@ -199,5 +258,9 @@ class Loop(LoopCore, _SelectorLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        if self._child_watcher is not None:
+            running = self._child_watcher.close()
+            if running:
+                _reap_in_background(running)
         super().close()
         self._close_core()
