@@ -37,6 +37,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<transports::tcp::TcpTransportCore>()?;
+    m.add_class::<transports::pipe::ReadPipeCore>()?;
+    m.add_class::<transports::pipe::WritePipeCore>()?;
     m.add_class::<process::ChildWatcher>()?;
     Ok(())
 }

@@ -146,6 +146,26 @@ pub fn syscall(py: Python<'_>, mut f: impl FnMut() -> isize) -> PyResult<Io<usiz
 
 /// `sock.recv(n)` on a non-blocking fd, into a new bytes object.
 pub fn recv_bytes(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes>>> {
+    read_bytes(py, fd, n, true)
+}
+
+/// `os.read(fd, n)` on a non-blocking fd (pipes, terminals), as `recv_bytes`.
+pub fn read_bytes_from_pipe(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes>>> {
+    read_bytes(py, fd, n, false)
+}
+
+/// One read syscall: `recv` for sockets, `read` for everything else.
+///
+/// SAFETY (callers): `buf` must be valid for `n` writable bytes.
+unsafe fn read_raw(fd: RawFd, buf: *mut libc::c_void, n: usize, socket: bool) -> isize {
+    if socket {
+        libc::recv(fd, buf, n, 0)
+    } else {
+        libc::read(fd, buf, n)
+    }
+}
+
+fn read_bytes(py: Python<'_>, fd: RawFd, n: usize, socket: bool) -> PyResult<Io<Py<PyBytes>>> {
     if (ALIGNED_READ_MIN..=ALIGNED_READ_MAX).contains(&n) {
         let aligned = SCRATCH.with(|scratch| {
             // Busy only if a signal handler run inside the syscall retry
@@ -158,7 +178,7 @@ pub fn recv_bytes(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes
             };
             // SAFETY: `buf` is valid for `n` writable bytes.
             let got = syscall(py, || unsafe {
-                libc::recv(fd, buf.as_mut_ptr().cast(), n, 0)
+                read_raw(fd, buf.as_mut_ptr().cast(), n, socket)
             })?;
             Ok(Some(match got {
                 Io::Done(len) => Io::Done(PyBytes::new(py, &buf[..len]).unbind()),
@@ -178,7 +198,7 @@ pub fn recv_bytes(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes
     }
     // SAFETY: `obj` is a fresh bytes object of `n` bytes; recv writes at most `n`.
     let got = syscall(py, || unsafe {
-        libc::recv(fd, ffi::PyBytes_AS_STRING(obj).cast_mut().cast(), n, 0)
+        read_raw(fd, ffi::PyBytes_AS_STRING(obj).cast_mut().cast(), n, socket)
     });
     match got {
         Ok(Io::Done(len)) => {

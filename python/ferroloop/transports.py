@@ -1,7 +1,8 @@
 """ferroloop's transports: asyncio's transport classes over Rust cores.
 
 `TcpTransport` is what asyncio calls `_SelectorSocketTransport` (TCP and Unix
-stream sockets). The reading, writing, buffering, flow control and closing
+stream sockets); `ReadPipeTransport`/`WritePipeTransport` are
+`_UnixReadPipeTransport`/`_UnixWritePipeTransport`. The reading, writing, buffering, flow control and closing
 run in Rust (`_ferroloop.TcpTransportCore`); this class is the object
 protocols see. It subclasses asyncio's `_FlowControlMixin` (an
 `asyncio.Transport`), so `isinstance` checks in user code and in asyncio's
@@ -11,13 +12,15 @@ instance attributes, so `transport.write(data)` is one native call.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
-from asyncio import base_events, constants, trsock
+from asyncio import base_events, constants, transports, trsock
 from asyncio.transports import _FlowControlMixin
 
-from ._ferroloop import TcpTransportCore
+from ._ferroloop import ReadPipeCore, TcpTransportCore, WritePipeCore
 
-__all__ = ("TcpTransport",)
+__all__ = ("TcpTransport", "ReadPipeTransport", "WritePipeTransport")
 
 # Called through the instance: looked up in its __dict__ before the class.
 _BOUND = (
@@ -174,3 +177,179 @@ class TcpTransport(_FlowControlMixin):
             info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
 
+
+
+def _pipe_repr(self, core, side_polling, extra=""):
+    info = [self.__class__.__name__]
+    pipe = core.pipe if core is not None else None
+    if pipe is None:
+        info.append("closed")
+    elif core.is_closing():
+        info.append("closing")
+    info.append(f"fd={self.__dict__.get('_fileno')}")
+    loop = core.loop_ if core is not None else None
+    if pipe is not None and loop is not None and not loop.is_closed():
+        info.append("polling" if side_polling(loop) else "idle")
+        if extra:
+            info.append(extra)
+    elif pipe is not None:
+        info.append("open")
+    else:
+        info.append("closed")
+    return "<{}>".format(" ".join(info))
+
+
+def _warn_unclosed(self, _warn=warnings.warn):
+    core = self.__dict__.get("_core")
+    pipe = core.pipe if core is not None else None
+    if pipe is not None:
+        _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+        pipe.close()
+
+
+class ReadPipeTransport(transports.ReadTransport):
+    """The read end of a pipe, FIFO, socket or terminal
+    (asyncio's ``_UnixReadPipeTransport``)."""
+
+    max_size = 256 * 1024
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        super().__init__(extra)
+        self._extra["pipe"] = pipe
+        self._fileno = fd = pipe.fileno()
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            self._fileno = None
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        os.set_blocking(fd, False)
+        core = self._core = ReadPipeCore(loop, pipe, fd, protocol, self)
+        d = self.__dict__
+        for name in ("is_reading", "pause_reading", "resume_reading", "is_closing", "close"):
+            d[name] = getattr(core, name)
+        core.start(waiter)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def abort(self):
+        self._core.abort()
+
+    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+        self._core._fatal_error(exc, message)
+
+    @property
+    def _loop(self):
+        return self._core.loop_
+
+    @property
+    def _pipe(self):
+        return self._core.pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        self._core.pipe = value
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _closing(self):
+        return self._core.is_closing()
+
+    @property
+    def _paused(self):
+        return self._core.paused
+
+    __del__ = _warn_unclosed
+
+    def __repr__(self):
+        fd = self.__dict__.get("_fileno")
+        return _pipe_repr(self, self.__dict__.get("_core"), lambda loop: loop._fd_callbacks(fd)[0])
+
+
+class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
+    """The write end of a pipe, FIFO, socket or terminal
+    (asyncio's ``_UnixWritePipeTransport``)."""
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        if extra is None:
+            extra = {}
+        self._extra = extra
+        self._extra["pipe"] = pipe
+        self._fileno = fd = pipe.fileno()
+        mode = os.fstat(fd).st_mode
+        is_socket = stat.S_ISSOCK(mode)
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or is_socket):
+            self._fileno = None
+            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+        os.set_blocking(fd, False)
+        core = self._core = WritePipeCore(loop, pipe, fd, protocol, self, is_socket)
+        d = self.__dict__
+        for name in ("write", "writelines", "is_closing", "close", "get_write_buffer_size"):
+            d[name] = getattr(core, name)
+        # Readability of a pipe's or socket's write end means the reader left.
+        core.start(is_socket or stat.S_ISFIFO(mode), waiter)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def abort(self):
+        self._core.abort()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+        self._core._fatal_error(exc, message)
+
+    @property
+    def _loop(self):
+        return self._core.loop_
+
+    @property
+    def _pipe(self):
+        return self._core.pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        self._core.pipe = value
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _closing(self):
+        return self._core.is_closing()
+
+    @property
+    def _protocol_paused(self):
+        return self._core.protocol_paused
+
+    @_protocol_paused.setter
+    def _protocol_paused(self, value):
+        self._core.protocol_paused = value
+
+    __del__ = _warn_unclosed
+
+    def __repr__(self):
+        core = self.__dict__.get("_core")
+        fd = self.__dict__.get("_fileno")
+        extra = f"bufsize={core.get_write_buffer_size()}" if core is not None else ""
+        return _pipe_repr(self, core, lambda loop: loop._fd_callbacks(fd)[1], extra)

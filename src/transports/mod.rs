@@ -2,6 +2,8 @@
 //! in Rust), one file per kind:
 //!
 //! - `tcp`: stream sockets (TCP and Unix), `asyncio.Transport`.
+//! - `pipe`: read and write pipe transports (pipes, FIFOs, terminals).
+//! - `flow`: write flow control (watermarks, pause/resume_writing).
 //! - `write_buffer`: the outgoing chunk queue every writing transport shares.
 //!
 //! Each Rust core is driven by a thin Python class in
@@ -14,6 +16,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+mod flow;
+pub mod pipe;
 pub mod tcp;
 mod write_buffer;
 

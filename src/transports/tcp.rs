@@ -16,7 +16,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -24,6 +24,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
+use super::flow::{self, Watermarks};
 use super::write_buffer::WriteBuffer;
 use super::{is_exit, log_debug, logger};
 use crate::event_loop::LoopCore;
@@ -56,9 +57,7 @@ struct State {
     closing: bool,
     paused: bool,
     eof: bool,
-    protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
+    flow: Watermarks,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -217,54 +216,29 @@ impl TcpTransportCore {
         Self::call_soon(slf, cb, Args::from_iter([exc]))
     }
 
-    /// Report a failed flow-control callback, as asyncio's `_FlowControlMixin`.
-    fn flow_control_failed(&self, py: Python<'_>, err: PyErr, what: &str) -> PyResult<()> {
-        if is_exit(py, &err) {
-            return Err(err);
-        }
-        if let Some(lp) = self.loop_(py) {
-            let context = PyDict::new(py);
-            context.set_item("message", what)?;
-            context.set_item("exception", err.into_value(py))?;
-            context.set_item("transport", self.owner(py))?;
-            context.set_item("protocol", self.protocol(py))?;
-            lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;
-        }
-        Ok(())
-    }
-
     fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.st.borrow_mut(py);
-            if st.buffer.len() <= st.high_water || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        if let Some(p) = protocol {
-            if let Err(err) = p.bind(py).call_method0(intern!(py, "pause_writing")) {
-                self.flow_control_failed(py, err, "protocol.pause_writing() failed")?;
-            }
-        }
-        Ok(())
+        self.flow_control(py, true)
     }
 
     fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_control(py, false)
+    }
+
+    fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
         let protocol = {
             let mut st = self.st.borrow_mut(py);
-            if !st.protocol_paused || st.buffer.len() > st.low_water {
-                return Ok(());
+            let size = st.buffer.len();
+            let due = if pause {
+                st.flow.begin_pause(size)
+            } else {
+                st.flow.begin_resume(size)
+            };
+            match (&st.protocol, due) {
+                (Some(p), true) => p.clone_ref(py),
+                _ => return Ok(()),
             }
-            st.protocol_paused = false;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        if let Some(p) = protocol {
-            if let Err(err) = p.bind(py).call_method0(intern!(py, "resume_writing")) {
-                self.flow_control_failed(py, err, "protocol.resume_writing() failed")?;
-            }
-        }
-        Ok(())
+        flow::notify(self.loop_(py).as_ref(), protocol.bind(py), &self.owner(py), pause)
     }
 
     fn on_eof(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -370,7 +344,7 @@ impl TcpTransportCore {
     }
 }
 
-fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
+pub(super) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
     let ptr = data.as_ptr();
     // SAFETY: type checks on a live object.
     unsafe {
@@ -413,9 +387,7 @@ impl TcpTransportCore {
                 closing: false,
                 paused: false,
                 eof: false,
-                protocol_paused: false,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
+                flow: Watermarks::default(),
             }),
         })
     }
@@ -481,22 +453,22 @@ impl TcpTransportCore {
 
     #[getter]
     fn protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).protocol_paused
+        self.st.borrow(py).flow.protocol_paused
     }
 
     #[setter]
     fn set_protocol_paused(&self, py: Python<'_>, value: bool) {
-        self.st.borrow_mut(py).protocol_paused = value;
+        self.st.borrow_mut(py).flow.protocol_paused = value;
     }
 
     #[getter]
     fn high_water(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).high_water
+        self.st.borrow(py).flow.high
     }
 
     #[getter]
     fn low_water(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).low_water
+        self.st.borrow(py).flow.low
     }
 
     #[getter]
@@ -701,7 +673,7 @@ impl TcpTransportCore {
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
         let st = self.st.borrow(py);
-        (st.low_water, st.high_water)
+        (st.flow.low, st.flow.high)
     }
 
     #[pyo3(signature = (high=None, low=None))]
@@ -711,19 +683,11 @@ impl TcpTransportCore {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let high: Option<i64> = high.filter(|h| !h.is_none()).map(|h| h.extract()).transpose()?;
-        let low: Option<i64> = low.filter(|l| !l.is_none()).map(|l| l.extract()).transpose()?;
-        let high = high.unwrap_or_else(|| low.map_or(64 * 1024, |l| 4 * l));
-        let low = low.unwrap_or(high.div_euclid(4));
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
+        let (high, low) = flow::parse_limits(high, low)?;
         {
             let mut st = self.st.borrow_mut(py);
-            st.high_water = high as usize;
-            st.low_water = low as usize;
+            st.flow.high = high;
+            st.flow.low = low;
         }
         self.maybe_pause_protocol(py)
     }
