@@ -1,0 +1,317 @@
+//! The writing half of `TcpTransportCore`: `write()` tries `send` at once
+//! and buffers the rest, flushed with one `sendmsg` per writability event;
+//! flow control, `write_eof`, and the empty-buffer waiter of `sendfile`.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::TcpTransportCore;
+use crate::event_loop::LoopCore;
+use crate::handle::Args;
+use crate::reactor::{os_error, Side};
+use crate::sysio::BufferView;
+use crate::transports::flow;
+use crate::transports::logger;
+
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// What a non-blocking send did.
+enum Sent {
+    All,
+    Part(usize),
+    Failed(PyErr),
+}
+
+fn send_now(fd: RawFd, data: &[u8]) -> Sent {
+    // SAFETY: `data` is a valid slice for the duration of the call.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n >= 0 {
+        let n = n as usize;
+        return if n == data.len() { Sent::All } else { Sent::Part(n) };
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // EINTR: the signal is handled by the loop's next check; the data
+        // is buffered and the writer callback retries.
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Sent::Part(0),
+        _ => Sent::Failed(os_error(err)),
+    }
+}
+
+fn shutdown_write(fd: RawFd) -> PyResult<()> {
+    // SAFETY: plain syscall on our own fd.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
+        return Err(os_error(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+impl TcpTransportCore {
+    pub(super) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_control(py, true)
+    }
+
+    pub(super) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_control(py, false)
+    }
+
+    fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
+        let protocol = {
+            let mut st = self.st.borrow_mut(py);
+            let size = st.buffer.len();
+            let due = if pause {
+                st.flow.begin_pause(size)
+            } else {
+                st.flow.begin_resume(size)
+            };
+            match (&st.protocol, due) {
+                (Some(p), true) => p.clone_ref(py),
+                _ => return Ok(()),
+            }
+        };
+        flow::notify(self.loop_(py).as_ref(), protocol.bind(py), &self.owner(py), pause)
+    }
+
+    /// Queue what `send` did not take, start watching for writability.
+    fn buffer_rest(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        bytes: &[u8],
+        sent: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let start_writer = {
+            let mut st = this.st.borrow_mut(py);
+            let was_empty = st.buffer.is_empty();
+            match data.cast::<PyBytes>() {
+                Ok(b) => st.buffer.push_shared(b.clone().unbind(), sent, bytes.len()),
+                Err(_) => st.buffer.push_copy(&bytes[sent..]),
+            }
+            was_empty
+        };
+        if start_writer {
+            if let Some(lp) = this.loop_(py) {
+                let cb = slf.getattr(intern!(py, "_write_ready"))?;
+                LoopCore::add_fd(&lp, this.fd, Side::Write, cb, Args::new())?;
+            }
+        }
+        this.maybe_pause_protocol(py)
+    }
+}
+
+pub(in crate::transports) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
+    let ptr = data.as_ptr();
+    // SAFETY: type checks on a live object.
+    unsafe {
+        ffi::PyBytes_Check(ptr) != 0
+            || ffi::PyByteArray_Check(ptr) != 0
+            || ffi::PyMemoryView_Check(ptr) != 0
+    }
+}
+
+#[pymethods]
+impl TcpTransportCore {
+    // -- asyncio.WriteTransport --------------------------------------------
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !is_bytes_like(data) {
+            let kind = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {}",
+                kind.repr()?
+            )));
+        }
+        let buffer_empty = {
+            let mut st = this.st.borrow_mut(py);
+            if st.eof {
+                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+            }
+            let empty_data = match data.cast::<PyBytes>() {
+                Ok(b) => b.as_bytes().is_empty(),
+                Err(_) => data.len()? == 0,
+            };
+            if empty_data {
+                return Ok(());
+            }
+            if st.conn_lost > 0 {
+                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                st.conn_lost += 1;
+                drop(st);
+                if warn {
+                    logger(py)?.call_method1(
+                        intern!(py, "warning"),
+                        ("socket.send() raised exception.",),
+                    )?;
+                }
+                return Ok(());
+            }
+            st.buffer.is_empty()
+        };
+
+        // bytes are read in place; other buffers through an export.
+        let view;
+        let bytes: &[u8] = match data.cast::<PyBytes>() {
+            Ok(b) => b.as_bytes(),
+            Err(_) => {
+                view = BufferView::new(data, false)?;
+                // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
+                unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
+            }
+        };
+        let mut sent = 0;
+        if buffer_empty {
+            match send_now(this.fd, bytes) {
+                Sent::All => return Ok(()),
+                Sent::Part(n) => sent = n,
+                Sent::Failed(e) => {
+                    return Self::fatal_error(slf, e, "Fatal write error on socket transport")
+                }
+            }
+        }
+        Self::buffer_rest(slf, data, bytes, sent)
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        // asyncio 3.11: `self.write(b''.join(list_of_data))`.
+        let py = slf.py();
+        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        Self::write(slf, &joined)
+    }
+
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        {
+            let mut st = self.st.borrow_mut(py);
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            if !st.buffer.is_empty() {
+                return Ok(());
+            }
+        }
+        shutdown_write(self.fd)
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.borrow(py).buffer.len()
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.st.borrow(py);
+        (st.flow.low, st.flow.high)
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        &self,
+        py: Python<'_>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let (high, low) = flow::parse_limits(high, low)?;
+        {
+            let mut st = self.st.borrow_mut(py);
+            st.flow.high = high;
+            st.flow.low = low;
+        }
+        self.maybe_pause_protocol(py)
+    }
+
+    /// The fd is writable: flush what is buffered.
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let flushed = {
+            let mut st = this.st.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.buffer.flush(this.fd, true)
+        };
+        if let Err(err) = flushed {
+            this.remove(py, Side::Write)?;
+            this.st.borrow_mut(py).buffer.clear();
+            let err = os_error(err);
+            let value = err.value(py).clone();
+            Self::fatal_error(slf, err, "Fatal write error on socket transport")?;
+            let waiter = this.st.borrow(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            if let Some(w) = waiter {
+                w.bind(py).call_method1(intern!(py, "set_exception"), (value,))?;
+            }
+            return Ok(());
+        }
+        this.maybe_resume_protocol(py)?;
+        let (empty, closing, eof, waiter) = {
+            let st = this.st.borrow(py);
+            (
+                st.buffer.is_empty(),
+                st.closing,
+                st.eof,
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        };
+        if !empty {
+            return Ok(());
+        }
+        this.remove(py, Side::Write)?;
+        if let Some(w) = waiter {
+            w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        if closing {
+            Self::_call_connection_lost(slf, None)
+        } else if eof {
+            shutdown_write(this.fd)
+        } else {
+            Ok(())
+        }
+    }
+
+    // -- sendfile support (asyncio's private API, used by loop.sendfile) --
+
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let lp = {
+            let st = self.st.borrow(py);
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+            }
+            st.loop_.as_ref().map(|l| l.clone_ref(py))
+        };
+        let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+        let waiter = LoopCore::create_future(lp.bind(py))?;
+        if self.st.borrow(py).buffer.is_empty() {
+            waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        let waiter = waiter.unbind();
+        self.st.borrow_mut(py).empty_waiter = Some(waiter.clone_ref(py));
+        Ok(waiter)
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) {
+        let old = self.st.borrow_mut(py).empty_waiter.take();
+        drop(old);
+    }
+
+}
