@@ -58,10 +58,13 @@ LOOP_AGNOSTIC = (
     "test_threads",
 )
 DEFAULT = ("test_events", "test_sock_lowlevel") + LOOP_AGNOSTIC
-# Transports, servers, subprocesses and TLS: asyncio's own implementations on
-# ferroloop's core for now (native versions are later work). Run with --extra.
+# Transports, servers, subprocesses and TLS (ferroloop's native TCP and pipe
+# transports; asyncio's own server, TLS and datagram code on top). Run with
+# --extra (``make test`` does). test_protocols and test_transports check the
+# ABCs ferroloop's transports subclass.
 EXTRA = ("test_streams", "test_server", "test_buffered_proto", "test_sendfile",
-         "test_subprocess", "test_ssl", "test_sslproto", "test_unix_events", "test_base_events")
+         "test_subprocess", "test_ssl", "test_sslproto", "test_unix_events", "test_base_events",
+         "test_protocols", "test_transports")
 MODULES = DEFAULT + EXTRA
 
 
