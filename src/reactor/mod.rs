@@ -168,6 +168,26 @@ impl Reactor {
         old
     }
 
+    /// Remove the reader or writer of `fd` only if it is still `expected`:
+    /// an fd closed behind its owner's back may have been reused and
+    /// registered by someone else, whose callback must stay.
+    pub fn remove_if(&self, py: Python<'_>, fd: RawFd, side: Side, expected: &Py<Handle>) -> bool {
+        let current = {
+            let fds = self.fds.borrow(py);
+            let Some(entry) = fds.get(&fd) else {
+                return false;
+            };
+            match side {
+                Side::Read => entry.reader.as_ref().map(|h| h.as_ptr()),
+                Side::Write => entry.writer.as_ref().map(|h| h.as_ptr()),
+            }
+        };
+        if current != Some(expected.as_ptr()) {
+            return false;
+        }
+        self.remove(py, fd, side).is_some()
+    }
+
     /// Whether no fd is registered, apart from (possibly) `fd`.
     pub fn watches_nothing_but(&self, py: Python<'_>, fd: RawFd) -> bool {
         let fds = self.fds.borrow(py);

@@ -28,7 +28,7 @@ use super::logger;
 use super::write_buffer::WriteBuffer;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
-use crate::handle::Args;
+use crate::handle::{Args, Handle};
 use crate::reactor::Side;
 
 mod read;
@@ -56,6 +56,9 @@ pub(super) struct State {
     paused: bool,
     eof: bool,
     flow: Watermarks,
+    /// Our registrations with the loop, removed only if still ours.
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -88,18 +91,59 @@ impl TcpTransportCore {
         if !this.is_reading_now(py) {
             return Ok(());
         }
-        if let Some(lp) = this.loop_(py) {
-            let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            LoopCore::add_fd(&lp, this.fd, Side::Read, cb, Args::new())?;
+        Self::register(slf, Side::Read)
+    }
+
+    /// Watch our fd: `_read_ready` or `_write_ready` runs on readiness.
+    pub(super) fn register(slf: &Bound<'_, Self>, side: Side) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(lp) = this.loop_(py) else {
+            return Ok(());
+        };
+        let name = match side {
+            Side::Read => intern!(py, "_read_ready"),
+            Side::Write => intern!(py, "_write_ready"),
+        };
+        let handle = LoopCore::add_fd(&lp, this.fd, side, slf.getattr(name)?, Args::new())?;
+        let old = {
+            let mut st = this.st.borrow_mut(py);
+            match side {
+                Side::Read => st.reader.replace(handle),
+                Side::Write => st.writer.replace(handle),
+            }
+        };
+        drop(old);
+        Ok(())
+    }
+
+    /// Stop watching our fd (if the registration is still ours).
+    pub(super) fn remove(&self, py: Python<'_>, side: Side) -> PyResult<()> {
+        let (lp, handle) = {
+            let mut st = self.st.borrow_mut(py);
+            let handle = match side {
+                Side::Read => st.reader.take(),
+                Side::Write => st.writer.take(),
+            };
+            (st.loop_.as_ref().map(|l| l.clone_ref(py)), handle)
+        };
+        if let (Some(lp), Some(handle)) = (lp, handle) {
+            LoopCore::remove_fd_if(lp.bind(py), self.fd, side, &handle)?;
         }
         Ok(())
     }
 
-    pub(super) fn remove(&self, py: Python<'_>, side: Side) -> PyResult<()> {
-        if let Some(lp) = self.loop_(py) {
-            LoopCore::remove_fd(&lp, self.fd, side)?;
-        }
-        Ok(())
+    /// Our fd, if the socket object still has it: a socket closed behind
+    /// the transport gives -1 (the syscall then fails with EBADF, as
+    /// asyncio's `sock.recv()` would) instead of reaching whatever file
+    /// reuses the number.
+    pub(super) fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
+        let sock = self.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
+        let Some(sock) = sock else {
+            return Ok(-1);
+        };
+        let fd: i64 = sock.bind(py).call_method0(intern!(py, "fileno"))?.extract()?;
+        Ok(if fd == i64::from(self.fd) { self.fd } else { -1 })
     }
 
     pub(super) fn call_soon(
@@ -212,6 +256,8 @@ impl TcpTransportCore {
                 paused: false,
                 eof: false,
                 flow: Watermarks::default(),
+                reader: None,
+                writer: None,
             }),
         })
     }
@@ -422,6 +468,9 @@ impl TcpTransportCore {
             if let Some(l) = &st.loop_ {
                 visit.call(l)?;
             }
+            for h in [&st.reader, &st.writer].into_iter().flatten() {
+                visit.call(h)?;
+            }
         }
         Ok(())
     }
@@ -435,6 +484,8 @@ impl TcpTransportCore {
                 st.owner.take(),
                 st.server.take(),
                 st.empty_waiter.take(),
+                st.reader.take(),
+                st.writer.take(),
             )
         });
         drop(taken);

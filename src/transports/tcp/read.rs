@@ -55,6 +55,7 @@ impl TcpTransportCore {
                 return Self::fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
             }
         };
+        let fd = this.live_fd(py)?;
         let got = BufferView::new(&buf, true)
             .map_err(|_| {
                 PyTypeError::new_err(
@@ -63,7 +64,7 @@ impl TcpTransportCore {
             })
             .and_then(|view| {
                 // SAFETY: the writable export keeps `view.len()` bytes alive.
-                let n = unsafe { libc::recv(this.fd, view.ptr().cast(), view.len(), 0) };
+                let n = unsafe { libc::recv(fd, view.ptr().cast(), view.len(), 0) };
                 if n >= 0 {
                     return Ok(Io::Done(n as usize));
                 }
@@ -156,7 +157,7 @@ impl TcpTransportCore {
         if buffered {
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
-        let data = match recv_bytes(py, this.fd, MAX_SIZE) {
+        let data = match this.live_fd(py).and_then(|fd| recv_bytes(py, fd, MAX_SIZE)) {
             Ok(Io::Done(d)) => d.into_bound(py),
             Ok(Io::WouldBlock) => return Ok(()),
             Err(e) if is_exit(py, &e) => return Err(e),

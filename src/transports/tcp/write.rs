@@ -12,7 +12,6 @@ use pyo3::types::PyBytes;
 
 use super::TcpTransportCore;
 use crate::event_loop::LoopCore;
-use crate::handle::Args;
 use crate::reactor::{os_error, Side};
 use crate::sysio::BufferView;
 use crate::transports::flow;
@@ -104,10 +103,7 @@ impl TcpTransportCore {
             was_empty
         };
         if start_writer {
-            if let Some(lp) = this.loop_(py) {
-                let cb = slf.getattr(intern!(py, "_write_ready"))?;
-                LoopCore::add_fd(&lp, this.fd, Side::Write, cb, Args::new())?;
-            }
+            Self::register(slf, Side::Write)?;
         }
         this.maybe_pause_protocol(py)
     }
@@ -179,7 +175,7 @@ impl TcpTransportCore {
         };
         let mut sent = 0;
         if buffer_empty {
-            match send_now(this.fd, bytes) {
+            match send_now(this.live_fd(py)?, bytes) {
                 Sent::All => return Ok(()),
                 Sent::Part(n) => sent = n,
                 Sent::Failed(e) => {
@@ -208,7 +204,7 @@ impl TcpTransportCore {
                 return Ok(());
             }
         }
-        shutdown_write(self.fd)
+        shutdown_write(self.live_fd(py)?)
     }
 
     fn can_write_eof(&self) -> bool {
@@ -244,13 +240,11 @@ impl TcpTransportCore {
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let flushed = {
-            let mut st = this.st.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            st.buffer.flush(this.fd, true)
-        };
+        if this.st.borrow(py).conn_lost > 0 {
+            return Ok(());
+        }
+        let fd = this.live_fd(py)?;
+        let flushed = this.st.borrow_mut(py).buffer.flush(fd, true);
         if let Err(err) = flushed {
             this.remove(py, Side::Write)?;
             this.st.borrow_mut(py).buffer.clear();
@@ -283,7 +277,7 @@ impl TcpTransportCore {
         if closing {
             Self::_call_connection_lost(slf, None)
         } else if eof {
-            shutdown_write(this.fd)
+            shutdown_write(this.live_fd(py)?)
         } else {
             Ok(())
         }
