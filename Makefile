@@ -7,6 +7,7 @@ WHEELS := target/wheels
 .PHONY: deps build showcase test unit conformance bench bench-smoke
 
 deps:
+	bash scripts/install-system-deps.sh
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 
 build: deps
