@@ -50,6 +50,47 @@ REQUIRED = ("ferroloop",)  # its failures fail the run
 HOST = "127.0.0.1"
 
 
+RUST_CLIENT = HERE / "echo_client_rs" / "target" / "release" / "echo-client"
+
+
+def build_rust_client() -> bool:
+    """Build the compiled client (bench/echo_client_rs) if cargo is there."""
+    manifest = HERE / "echo_client_rs" / "Cargo.toml"
+    try:
+        subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path", str(manifest)],
+                       check=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"compiled client unavailable ({exc}); using the Python client", file=sys.stderr)
+        return False
+    return RUST_CLIENT.exists()
+
+
+def run_load_rust(host: str, port: int, size: int, *, duration: float, conns: int, on_start=None) -> dict:
+    """The same load as `run_load` from the compiled client: `conns`
+    connections, one thread each, every byte checked."""
+    proc = subprocess.Popen([str(RUST_CLIENT), host, str(port), str(size), str(duration), str(conns)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline().strip() if ready else ""
+        if line != "ready":
+            proc.kill()
+            return {"errors": [f"compiled client: no ready line ({line!r}; {proc.stderr.read()[-300:]})"]}
+        if on_start is not None:
+            on_start()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=duration + 30)
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        proc.kill()
+        return {"errors": [f"compiled client: {exc}"]}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class ServerError(Exception):
     pass
 
@@ -128,8 +169,13 @@ def run_cell(loop: str, mode: str, size: int, args) -> dict:
         return {"error": f"server: {exc}"}
     try:
         before = {}
-        res = run_load(HOST, server.port, size, duration=args.duration, procs=args.procs,
-                       conns=args.conns, on_start=lambda: before.update(server.stats()))
+        if args.client == "rust":
+            res = run_load_rust(HOST, server.port, size, duration=args.duration,
+                                conns=args.procs * args.conns,
+                                on_start=lambda: before.update(server.stats()))
+        else:
+            res = run_load(HOST, server.port, size, duration=args.duration, procs=args.procs,
+                           conns=args.conns, on_start=lambda: before.update(server.stats()))
         if res["errors"]:
             return {"error": "client: " + "; ".join(sorted(set(res["errors"])))
                     + (f" (server stderr: {server.stderr_tail()})" if server.stderr_tail() else "")}
@@ -168,6 +214,9 @@ def main(argv=None) -> int:
     parser.add_argument("--procs", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--conns", type=int, default=6, help="connections per client process (default 6)")
     parser.add_argument("--smoke", action="store_true", help="1 KiB only, 0.5 s, 1 repeat (for CI)")
+    parser.add_argument("--client", choices=("rust", "python"), default=None,
+                        help="load generator: the compiled one (bench/echo_client_rs, built with cargo; "
+                             "default) or the Python processes (default with --smoke)")
     args = parser.parse_args(argv)
 
     modes = args.modes.split(",") if args.modes else list(MODES)
@@ -177,6 +226,10 @@ def main(argv=None) -> int:
         if name not in known:
             parser.error(f"unknown mode, size or loop {name!r}")
     args.duration = args.duration or (0.5 if args.smoke else 3.0)
+    if args.client is None:
+        args.client = "python" if args.smoke else "rust"
+    if args.client == "rust" and not build_rust_client():
+        args.client = "python"
     repeat = args.repeat or (1 if args.smoke else 3)
 
     failed = False
@@ -236,8 +289,9 @@ def main(argv=None) -> int:
                                 "ratio_to_uvloop": ratio, "cpu_per_rt_ratio_to_uvloop": cpu_ratio,
                                 "runs": cell})
 
-    print(f"\nrepeats: {repeat}, {args.duration:g} s each; client: {args.procs} processes x "
-          f"{args.conns} connections; {os.cpu_count()} CPUs shared by client and server; "
+    client_desc = (f"compiled, {args.procs * args.conns} connections (one thread each)" if args.client == "rust"
+                   else f"{args.procs} Python processes x {args.conns} connections")
+    print(f"\nrepeats: {repeat}, {args.duration:g} s each; client: {client_desc}; {os.cpu_count()} CPUs shared by client and server; "
           + ", ".join(f"{lp} {version(lp)}" for lp in loops))
     print("CPU/rt vs uvloop: uvloop's server CPU per round trip / this loop's (> 1: cheaper than uvloop); "
           "srv/client CPU: CPU time over the window's wall time (100% = one core busy)\n")
@@ -249,7 +303,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({
         "python": sys.version, "git": git_head(), "machine": platform.platform(), "cpus": os.cpu_count(),
         "smoke": args.smoke, "repeat": repeat, "duration": args.duration, "procs": args.procs,
-        "conns": args.conns, "versions": {lp: version(lp) for lp in loops},
+        "conns": args.conns, "client": args.client, "versions": {lp: version(lp) for lp in loops},
         "targets": {f"{m}/{s}": t for (m, s), t in TARGETS.items()}, "results": summary, "errors": errors,
     }, indent=2))
     print(f"\nraw results: {out.relative_to(HERE.parent)}")
