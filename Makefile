@@ -27,9 +27,13 @@ conformance:
 bench:
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/echo_run.py
+	$(PYTHON) bench/proc_run.py
+	$(PYTHON) bench/http_run.py
 
 bench-smoke:
 	$(PYTHON) bench/run.py --smoke
 	$(PYTHON) bench/echo_run.py --smoke
+	$(PYTHON) bench/proc_run.py --smoke
+	$(PYTHON) bench/http_run.py --smoke
 
 test: build unit conformance bench-smoke
