@@ -285,7 +285,12 @@ impl LoopCore {
 impl LoopCore {
     /// Undo an `add_fd` of the caller's, unless the registration was
     /// replaced since (then it belongs to someone else now).
-    pub fn remove_fd_if(slf: &Bound<'_, Self>, fd: RawFd, side: Side, handle: &Py<Handle>) -> PyResult<()> {
+    pub fn remove_fd_if(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        side: Side,
+        handle: &Py<Handle>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if !this.closed.load(Relaxed) && this.reactor.remove_if(py, fd, side, handle) {

@@ -18,7 +18,6 @@ extern "C" {
         -> std::ffi::c_int;
 }
 
-
 /// Reads of at least this size go through a page-aligned buffer: the kernel
 /// copies into an unaligned one much more slowly (100 KiB echo: 57 µs vs 25 µs).
 /// Bigger reads (rare: asyncio's own transports read 256 KiB) use a bytes

@@ -3,9 +3,9 @@
 //! `resume_writing()` once it drains to the low-water mark.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3::intern;
 
 use super::is_exit;
 use crate::event_loop::LoopCore;
@@ -31,8 +31,14 @@ pub fn parse_limits(
     high: Option<Bound<'_, PyAny>>,
     low: Option<Bound<'_, PyAny>>,
 ) -> PyResult<(usize, usize)> {
-    let high: Option<i64> = high.filter(|h| !h.is_none()).map(|h| h.extract()).transpose()?;
-    let low: Option<i64> = low.filter(|l| !l.is_none()).map(|l| l.extract()).transpose()?;
+    let high: Option<i64> = high
+        .filter(|h| !h.is_none())
+        .map(|h| h.extract())
+        .transpose()?;
+    let low: Option<i64> = low
+        .filter(|l| !l.is_none())
+        .map(|l| l.extract())
+        .transpose()?;
     let high = high.unwrap_or_else(|| low.map_or(64 * 1024, |l| 4 * l));
     let low = low.unwrap_or(high.div_euclid(4));
     if !(high >= low && low >= 0) {
@@ -74,9 +80,15 @@ pub fn notify(
 ) -> PyResult<()> {
     let py = protocol.py();
     let (method, what) = if pause {
-        (intern!(py, "pause_writing"), "protocol.pause_writing() failed")
+        (
+            intern!(py, "pause_writing"),
+            "protocol.pause_writing() failed",
+        )
     } else {
-        (intern!(py, "resume_writing"), "protocol.resume_writing() failed")
+        (
+            intern!(py, "resume_writing"),
+            "protocol.resume_writing() failed",
+        )
     };
     let Err(err) = protocol.call_method0(method) else {
         return Ok(());

@@ -70,7 +70,10 @@ impl Ends {
     }
 
     fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for obj in [&self.pipe, &self.protocol, &self.owner].into_iter().flatten() {
+        for obj in [&self.pipe, &self.protocol, &self.owner]
+            .into_iter()
+            .flatten()
+        {
             visit.call(obj)?;
         }
         if let Some(l) = &self.loop_ {
@@ -120,8 +123,17 @@ fn start(
         LoopCore::call_soon(loop_, cb, Args::new(), None)?;
     }
     if let Some(w) = waiter.filter(|w| !w.is_none()) {
-        let f = SET_RESULT_UNLESS_CANCELLED.import(py, "asyncio.futures", "_set_result_unless_cancelled")?;
-        LoopCore::call_soon(loop_, f.clone(), Args::from_iter([w.unbind(), py.None()]), None)?;
+        let f = SET_RESULT_UNLESS_CANCELLED.import(
+            py,
+            "asyncio.futures",
+            "_set_result_unless_cancelled",
+        )?;
+        LoopCore::call_soon(
+            loop_,
+            f.clone(),
+            Args::from_iter([w.unbind(), py.None()]),
+            None,
+        )?;
     }
     Ok(())
 }
@@ -146,7 +158,11 @@ fn report(
 
 /// asyncio's `_call_connection_lost` for pipes: tell the protocol, then
 /// close the pipe and drop every reference, whatever the protocol did.
-fn connection_lost(py: Python<'_>, ends: &GilCell<Ends>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+fn connection_lost(
+    py: Python<'_>,
+    ends: &GilCell<Ends>,
+    exc: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
     let (protocol, pipe) = {
         let e = ends.borrow(py);
         (e.protocol(py), e.pipe.as_ref().map(|p| p.clone_ref(py)))
@@ -217,7 +233,13 @@ impl ReadPipeCore {
 #[pymethods]
 impl ReadPipeCore {
     #[new]
-    fn new(loop_: Py<LoopCore>, pipe: Py<PyAny>, fd: RawFd, protocol: Py<PyAny>, owner: Py<PyAny>) -> Self {
+    fn new(
+        loop_: Py<LoopCore>,
+        pipe: Py<PyAny>,
+        fd: RawFd,
+        protocol: Py<PyAny>,
+        owner: Py<PyAny>,
+    ) -> Self {
         ReadPipeCore {
             fd,
             ends: GilCell::new(Ends::new(loop_, pipe, protocol, owner)),
@@ -296,7 +318,11 @@ impl ReadPipeCore {
                     let e = this.ends.borrow(py);
                     (e.loop_(py), e.protocol(py))
                 };
-                call_soon(lp.clone(), protocol.getattr(intern!(py, "eof_received"))?, Args::new())?;
+                call_soon(
+                    lp.clone(),
+                    protocol.getattr(intern!(py, "eof_received"))?,
+                    Args::new(),
+                )?;
                 let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
                 call_soon(lp, cb, Args::from_iter([py.None()]))
             }
@@ -370,7 +396,11 @@ impl ReadPipeCore {
                     let kwargs = PyDict::new(py);
                     kwargs.set_item("exc_info", &exc)?;
                     let owner = this.ends.borrow(py).owner(py);
-                    logger(py)?.call_method(intern!(py, "debug"), ("%r: %s", owner, message), Some(&kwargs))?;
+                    logger(py)?.call_method(
+                        intern!(py, "debug"),
+                        ("%r: %s", owner, message),
+                        Some(&kwargs),
+                    )?;
                 }
             } else {
                 let ends = this.ends.borrow(py);
@@ -493,7 +523,11 @@ impl WritePipeCore {
     /// `watch_peer`: watch the fd for readability, which on a pipe or a
     /// socket means the reading end went away.
     #[pyo3(signature = (watch_peer, waiter=None))]
-    fn start(slf: &Bound<'_, Self>, watch_peer: bool, waiter: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn start(
+        slf: &Bound<'_, Self>,
+        watch_peer: bool,
+        waiter: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let (lp, protocol, owner) = {
             let e = slf.get().ends.borrow(py);
@@ -556,7 +590,10 @@ impl WritePipeCore {
         if this.st.borrow(py).buffer.is_empty() {
             Self::close_with(slf, None)
         } else {
-            let exc = PyBrokenPipeError::new_err(()).into_value(py).into_bound(py).into_any();
+            let exc = PyBrokenPipeError::new_err(())
+                .into_value(py)
+                .into_bound(py)
+                .into_any();
             Self::close_with(slf, Some(exc))
         }
     }
@@ -681,7 +718,11 @@ impl WritePipeCore {
         if empty {
             this.remove(py, Side::Read)?;
             let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
-            call_soon(this.ends.borrow(py).loop_(py), cb, Args::from_iter([py.None()]))?;
+            call_soon(
+                this.ends.borrow(py).loop_(py),
+                cb,
+                Args::from_iter([py.None()]),
+            )?;
         }
         Ok(())
     }
@@ -748,7 +789,11 @@ impl WritePipeCore {
                     let kwargs = PyDict::new(py);
                     kwargs.set_item("exc_info", &exc)?;
                     let owner = this.ends.borrow(py).owner(py);
-                    logger(py)?.call_method(intern!(py, "debug"), ("%r: %s", owner, message), Some(&kwargs))?;
+                    logger(py)?.call_method(
+                        intern!(py, "debug"),
+                        ("%r: %s", owner, message),
+                        Some(&kwargs),
+                    )?;
                 }
             } else {
                 let ends = this.ends.borrow(py);

@@ -69,7 +69,11 @@ pub struct TcpTransportCore {
 
 impl TcpTransportCore {
     pub(super) fn loop_<'py>(&self, py: Python<'py>) -> Option<Bound<'py, LoopCore>> {
-        self.st.borrow(py).loop_.as_ref().map(|l| l.bind(py).clone())
+        self.st
+            .borrow(py)
+            .loop_
+            .as_ref()
+            .map(|l| l.bind(py).clone())
     }
 
     pub(super) fn is_reading_now(&self, py: Python<'_>) -> bool {
@@ -142,8 +146,15 @@ impl TcpTransportCore {
         let Some(sock) = sock else {
             return Ok(-1);
         };
-        let fd: i64 = sock.bind(py).call_method0(intern!(py, "fileno"))?.extract()?;
-        Ok(if fd == i64::from(self.fd) { self.fd } else { -1 })
+        let fd: i64 = sock
+            .bind(py)
+            .call_method0(intern!(py, "fileno"))?
+            .extract()?;
+        Ok(if fd == i64::from(self.fd) {
+            self.fd
+        } else {
+            -1
+        })
     }
 
     pub(super) fn call_soon(
@@ -194,7 +205,10 @@ impl TcpTransportCore {
         }
     }
 
-    pub(super) fn force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    pub(super) fn force_close(
+        slf: &Bound<'_, Self>,
+        exc: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (had_buffer, was_closing) = {
@@ -219,7 +233,6 @@ impl TcpTransportCore {
         let exc = exc.map_or_else(|| py.None(), Bound::unbind);
         Self::call_soon(slf, cb, Args::from_iter([exc]))
     }
-
 }
 
 #[pymethods]
@@ -235,10 +248,8 @@ impl TcpTransportCore {
         owner: Py<PyAny>,
         server: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let buffered = protocol.is_instance(
-            BUFFERED_PROTOCOL
-                .import(py, "asyncio", "BufferedProtocol")?,
-        )?;
+        let buffered =
+            protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)?;
         Ok(TcpTransportCore {
             fd,
             st: GilCell::new(State {
@@ -343,7 +354,11 @@ impl TcpTransportCore {
 
     #[getter]
     fn empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow(py).empty_waiter.as_ref().map(|s| s.clone_ref(py))
+        self.st
+            .borrow(py)
+            .empty_waiter
+            .as_ref()
+            .map(|s| s.clone_ref(py))
     }
 
     // -- asyncio.BaseTransport / ReadTransport ---------------------------

@@ -26,7 +26,11 @@ impl TcpTransportCore {
             Ok(v) => v,
             Err(e) if is_exit(py, &e) => return Err(e),
             Err(e) => {
-                return Self::fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed.")
+                return Self::fatal_error(
+                    slf,
+                    e,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
             }
         };
         if keep_open.is_truthy()? {
@@ -37,14 +41,19 @@ impl TcpTransportCore {
     }
 
     /// The `BufferedProtocol` read: straight into the protocol's buffer.
-    fn read_into_protocol_buffer(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn read_into_protocol_buffer(
+        slf: &Bound<'_, Self>,
+        protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let buf = protocol
             .call_method1(intern!(py, "get_buffer"), (-1,))
             .and_then(|buf| {
                 if buf.len()? == 0 {
-                    return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
+                    return Err(PyRuntimeError::new_err(
+                        "get_buffer() returned an empty buffer",
+                    ));
                 }
                 Ok(buf)
             });
@@ -86,10 +95,13 @@ impl TcpTransportCore {
         match protocol.call_method1(intern!(py, "buffer_updated"), (n,)) {
             Ok(_) => Ok(()),
             Err(e) if is_exit(py, &e) => Err(e),
-            Err(e) => Self::fatal_error(slf, e, "Fatal error: protocol.buffer_updated() call failed."),
+            Err(e) => Self::fatal_error(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
         }
     }
-
 }
 
 #[pymethods]
@@ -169,8 +181,9 @@ impl TcpTransportCore {
         match protocol.call_method1(intern!(py, "data_received"), (data,)) {
             Ok(_) => Ok(()),
             Err(e) if is_exit(py, &e) => Err(e),
-            Err(e) => Self::fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
+            Err(e) => {
+                Self::fatal_error(slf, e, "Fatal error: protocol.data_received() call failed.")
+            }
         }
     }
-
 }

@@ -29,17 +29,14 @@ enum Sent {
 
 fn send_now(fd: RawFd, data: &[u8]) -> Sent {
     // SAFETY: `data` is a valid slice for the duration of the call.
-    let n = unsafe {
-        libc::send(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
+    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
     if n >= 0 {
         let n = n as usize;
-        return if n == data.len() { Sent::All } else { Sent::Part(n) };
+        return if n == data.len() {
+            Sent::All
+        } else {
+            Sent::Part(n)
+        };
     }
     let err = std::io::Error::last_os_error();
     match err.raw_os_error() {
@@ -81,7 +78,12 @@ impl TcpTransportCore {
                 _ => return Ok(()),
             }
         };
-        flow::notify(self.loop_(py).as_ref(), protocol.bind(py), &self.owner(py), pause)
+        flow::notify(
+            self.loop_(py).as_ref(),
+            protocol.bind(py),
+            &self.owner(py),
+            pause,
+        )
     }
 
     /// Queue what `send` did not take, start watching for writability.
@@ -136,10 +138,14 @@ impl TcpTransportCore {
         let buffer_empty = {
             let mut st = this.st.borrow_mut(py);
             if st.eof {
-                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call write() after write_eof()",
+                ));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+                return Err(PyRuntimeError::new_err(
+                    "unable to write; sendfile is in progress",
+                ));
             }
             let empty_data = match data.cast::<PyBytes>() {
                 Ok(b) => b.as_bytes().is_empty(),
@@ -251,9 +257,15 @@ impl TcpTransportCore {
             let err = os_error(err);
             let value = err.value(py).clone();
             Self::fatal_error(slf, err, "Fatal write error on socket transport")?;
-            let waiter = this.st.borrow(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            let waiter = this
+                .st
+                .borrow(py)
+                .empty_waiter
+                .as_ref()
+                .map(|w| w.clone_ref(py));
             if let Some(w) = waiter {
-                w.bind(py).call_method1(intern!(py, "set_exception"), (value,))?;
+                w.bind(py)
+                    .call_method1(intern!(py, "set_exception"), (value,))?;
             }
             return Ok(());
         }
@@ -272,7 +284,8 @@ impl TcpTransportCore {
         }
         this.remove(py, Side::Write)?;
         if let Some(w) = waiter {
-            w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+            w.bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         if closing {
             Self::_call_connection_lost(slf, None)
@@ -307,5 +320,4 @@ impl TcpTransportCore {
         let old = self.st.borrow_mut(py).empty_waiter.take();
         drop(old);
     }
-
 }
