@@ -199,34 +199,10 @@ def _pipe_repr(self, core, side_polling, extra=""):
     return "<{}>".format(" ".join(info))
 
 
-def _warn_unclosed(self, _warn=warnings.warn):
-    core = self.__dict__.get("_core")
-    pipe = core.pipe if core is not None else None
-    if pipe is not None:
-        _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-        pipe.close()
+class _PipeCoreAttrs:
+    """What both pipe transports answer from their Rust core."""
 
-
-class ReadPipeTransport(transports.ReadTransport):
-    """The read end of a pipe, FIFO, socket or terminal
-    (asyncio's ``_UnixReadPipeTransport``)."""
-
-    max_size = 256 * 1024
-
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
-        super().__init__(extra)
-        self._extra["pipe"] = pipe
-        self._fileno = fd = pipe.fileno()
-        mode = os.fstat(fd).st_mode
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-            self._fileno = None
-            raise ValueError("Pipe transport is for pipes/sockets only.")
-        os.set_blocking(fd, False)
-        core = self._core = ReadPipeCore(loop, pipe, fd, protocol, self)
-        d = self.__dict__
-        for name in ("is_reading", "pause_reading", "resume_reading", "is_closing", "close"):
-            d[name] = getattr(core, name)
-        core.start(waiter)
+    __slots__ = ()
 
     def get_protocol(self):
         return self._core.get_protocol()
@@ -260,18 +236,45 @@ class ReadPipeTransport(transports.ReadTransport):
     def _closing(self):
         return self._core.is_closing()
 
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        pipe = core.pipe if core is not None else None
+        if pipe is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            pipe.close()
+
+
+class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
+    """The read end of a pipe, FIFO, socket or terminal
+    (asyncio's ``_UnixReadPipeTransport``)."""
+
+    max_size = 256 * 1024
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        super().__init__(extra)
+        self._extra["pipe"] = pipe
+        self._fileno = fd = pipe.fileno()
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            self._fileno = None
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        os.set_blocking(fd, False)
+        core = self._core = ReadPipeCore(loop, pipe, fd, protocol, self)
+        d = self.__dict__
+        for name in ("is_reading", "pause_reading", "resume_reading", "is_closing", "close"):
+            d[name] = getattr(core, name)
+        core.start(waiter)
+
     @property
     def _paused(self):
         return self._core.paused
-
-    __del__ = _warn_unclosed
 
     def __repr__(self):
         fd = self.__dict__.get("_fileno")
         return _pipe_repr(self, self.__dict__.get("_core"), lambda loop: loop._fd_callbacks(fd)[0])
 
 
-class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
+class WritePipeTransport(_PipeCoreAttrs, _FlowControlMixin, transports.WriteTransport):
     """The write end of a pipe, FIFO, socket or terminal
     (asyncio's ``_UnixWritePipeTransport``)."""
 
@@ -294,49 +297,17 @@ class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
         # Readability of a pipe's or socket's write end means the reader left.
         core.start(is_socket or stat.S_ISFIFO(mode), waiter)
 
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
     def can_write_eof(self):
         return True
 
     def write_eof(self):
         self._core.write_eof()
 
-    def abort(self):
-        self._core.abort()
-
     def get_write_buffer_limits(self):
         return self._core.get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high=None, low=None):
         self._core.set_write_buffer_limits(high, low)
-
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
-        self._core._fatal_error(exc, message)
-
-    @property
-    def _loop(self):
-        return self._core.loop_
-
-    @property
-    def _pipe(self):
-        return self._core.pipe
-
-    @_pipe.setter
-    def _pipe(self, value):
-        self._core.pipe = value
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _closing(self):
-        return self._core.is_closing()
 
     @property
     def _protocol_paused(self):
@@ -345,8 +316,6 @@ class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
     @_protocol_paused.setter
     def _protocol_paused(self, value):
         self._core.protocol_paused = value
-
-    __del__ = _warn_unclosed
 
     def __repr__(self):
         core = self.__dict__.get("_core")

@@ -34,7 +34,7 @@ use crate::reactor::Side;
 mod read;
 mod write;
 
-pub(super) use write::is_bytes_like;
+pub(in crate::transports) use write::is_bytes_like;
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -1,0 +1,220 @@
+//! Pipe transports: asyncio's `_UnixReadPipeTransport` and
+//! `_UnixWritePipeTransport` in Rust (pipes, FIFOs, sockets and character
+//! devices such as terminals; `connect_read_pipe`/`connect_write_pipe` and
+//! the pipes of subprocesses).
+//!
+//! The rules are asyncio's, which differ from the socket transport's in
+//! places: a read pipe's `data_received` errors are not caught (they reach
+//! the exception handler through the callback), its EOF schedules
+//! `eof_received` and `connection_lost` together; a write pipe watches its fd
+//! for readability to learn that the reader went away, and `close()` is
+//! `write_eof()`.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3::{intern, PyTraverseError};
+
+use super::{log_debug, logger};
+use crate::event_loop::LoopCore;
+use crate::gil_cell::GilCell;
+use crate::handle::Args;
+
+mod read;
+mod write;
+
+pub use read::ReadPipeCore;
+pub use write::WritePipeCore;
+
+static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// What both pipe transports hold until `connection_lost`.
+pub(super) struct Ends {
+    pub(super) loop_: Option<Py<LoopCore>>,
+    pub(super) pipe: Option<Py<PyAny>>,
+    pub(super) protocol: Option<Py<PyAny>>,
+    /// The Python transport object; dropped after `connection_lost`.
+    pub(super) owner: Option<Py<PyAny>>,
+}
+
+impl Ends {
+    pub(super) fn new(
+        loop_: Py<LoopCore>,
+        pipe: Py<PyAny>,
+        protocol: Py<PyAny>,
+        owner: Py<PyAny>,
+    ) -> Self {
+        Ends {
+            loop_: Some(loop_),
+            pipe: Some(pipe),
+            protocol: Some(protocol),
+            owner: Some(owner),
+        }
+    }
+
+    pub(super) fn loop_<'py>(&self, py: Python<'py>) -> Option<Bound<'py, LoopCore>> {
+        self.loop_.as_ref().map(|l| l.bind(py).clone())
+    }
+
+    pub(super) fn owner<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.owner
+            .as_ref()
+            .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone())
+    }
+
+    pub(super) fn protocol<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.protocol
+            .as_ref()
+            .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone())
+    }
+
+    pub(super) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for obj in [&self.pipe, &self.protocol, &self.owner]
+            .into_iter()
+            .flatten()
+        {
+            visit.call(obj)?;
+        }
+        if let Some(l) = &self.loop_ {
+            visit.call(l)?;
+        }
+        Ok(())
+    }
+
+    /// Everything, to be dropped outside the borrow.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn take(
+        &mut self,
+    ) -> (
+        Option<Py<LoopCore>>,
+        Option<Py<PyAny>>,
+        Option<Py<PyAny>>,
+        Option<Py<PyAny>>,
+    ) {
+        (
+            self.loop_.take(),
+            self.pipe.take(),
+            self.protocol.take(),
+            self.owner.take(),
+        )
+    }
+}
+
+pub(super) fn call_soon(
+    loop_: Option<Bound<'_, LoopCore>>,
+    cb: Bound<'_, PyAny>,
+    args: Args,
+) -> PyResult<()> {
+    match loop_ {
+        Some(lp) => LoopCore::call_soon(&lp, cb, args, None).map(drop),
+        None => Err(PyRuntimeError::new_err("Event loop is closed")),
+    }
+}
+
+/// Schedule `connection_made(owner)` and the waiter's result.
+pub(super) fn start(
+    loop_: &Bound<'_, LoopCore>,
+    protocol: &Bound<'_, PyAny>,
+    owner: Bound<'_, PyAny>,
+    then: Option<Bound<'_, PyAny>>,
+    waiter: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = loop_.py();
+    let made = protocol.getattr(intern!(py, "connection_made"))?;
+    LoopCore::call_soon(loop_, made, Args::from_iter([owner.unbind()]), None)?;
+    if let Some(cb) = then {
+        LoopCore::call_soon(loop_, cb, Args::new(), None)?;
+    }
+    if let Some(w) = waiter.filter(|w| !w.is_none()) {
+        let f = SET_RESULT_UNLESS_CANCELLED.import(
+            py,
+            "asyncio.futures",
+            "_set_result_unless_cancelled",
+        )?;
+        LoopCore::call_soon(
+            loop_,
+            f.clone(),
+            Args::from_iter([w.unbind(), py.None()]),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_fatal_error` reporting: a `quiet` error is only logged in
+/// debug mode; any other goes to the exception handler.
+pub(super) fn fatal_report(
+    py: Python<'_>,
+    ends: &GilCell<Ends>,
+    exc: &Bound<'_, PyAny>,
+    message: &str,
+    quiet: bool,
+) -> PyResult<()> {
+    let (lp, owner, protocol) = {
+        let e = ends.borrow(py);
+        (e.loop_(py), e.owner(py), e.protocol(py))
+    };
+    let Some(lp) = lp else {
+        return Ok(());
+    };
+    if quiet {
+        if lp.get().is_debug() {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", exc)?;
+            logger(py)?.call_method(
+                intern!(py, "debug"),
+                ("%r: %s", owner, message),
+                Some(&kwargs),
+            )?;
+        }
+        return Ok(());
+    }
+    let context = PyDict::new(py);
+    context.set_item("message", message)?;
+    context.set_item("exception", exc)?;
+    context.set_item("transport", owner)?;
+    context.set_item("protocol", protocol)?;
+    lp.call_method1(intern!(py, "call_exception_handler"), (context,))
+        .map(drop)
+}
+
+/// asyncio's `_call_connection_lost` for pipes: tell the protocol, then
+/// close the pipe and drop every reference, whatever the protocol did.
+pub(super) fn connection_lost(
+    py: Python<'_>,
+    ends: &GilCell<Ends>,
+    exc: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let (protocol, pipe) = {
+        let e = ends.borrow(py);
+        (e.protocol(py), e.pipe.as_ref().map(|p| p.clone_ref(py)))
+    };
+    let exc = exc.unwrap_or_else(|| py.None().into_bound(py));
+    let lost = if protocol.is_none() {
+        Ok(())
+    } else {
+        protocol
+            .call_method1(intern!(py, "connection_lost"), (exc,))
+            .map(drop)
+    };
+    let closed = match pipe {
+        Some(p) => p.bind(py).call_method0(intern!(py, "close")).map(drop),
+        None => Ok(()),
+    };
+    let taken = ends.borrow_mut(py).take();
+    drop(taken);
+    lost.and(closed)
+}
+
+pub(super) fn debug_log(ends: &GilCell<Ends>, py: Python<'_>, fmt: &str) -> PyResult<()> {
+    let (lp, owner) = {
+        let e = ends.borrow(py);
+        (e.loop_(py), e.owner(py))
+    };
+    match lp {
+        Some(lp) if lp.get().is_debug() => log_debug(py, fmt, &owner),
+        _ => Ok(()),
+    }
+}
