@@ -2,12 +2,13 @@
 
 `TcpTransport` is what asyncio calls `_SelectorSocketTransport` (TCP and Unix
 stream sockets); `ReadPipeTransport`/`WritePipeTransport` are
-`_UnixReadPipeTransport`/`_UnixWritePipeTransport`. The reading, writing, buffering, flow control and closing
-run in Rust (`_ferroloop.TcpTransportCore`); this class is the object
-protocols see. It subclasses asyncio's `_FlowControlMixin` (an
-`asyncio.Transport`), so `isinstance` checks in user code and in asyncio's
-own sendfile/start_tls paths hold, and it binds the core's hot methods as
-instance attributes, so `transport.write(data)` is one native call.
+`_UnixReadPipeTransport`/`_UnixWritePipeTransport`. The reading, writing,
+buffering, flow control and closing run in Rust (`_ferroloop.*Core`, kept in
+`_core`); these classes are the objects protocols see. They subclass
+asyncio's transport classes, so `isinstance` checks in user code and in
+asyncio's own sendfile/start_tls paths hold, and they bind the core's hot
+methods as instance attributes, so `transport.write(data)` is one native
+call.
 """
 
 from __future__ import annotations
@@ -35,7 +36,76 @@ _BOUND = (
 )
 
 
-class TcpTransport(_FlowControlMixin):
+class _CoreBacked:
+    """What every ferroloop transport answers from its Rust core.
+
+    `_resource` names the core's attribute holding the socket or pipe (None
+    once the transport is closed).
+    """
+
+    __slots__ = ()
+    _resource = "sock"
+    _fatal_message = "Fatal error on transport"
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def abort(self):
+        self._core.abort()
+
+    def _fatal_error(self, exc, message=None):
+        self._core._fatal_error(exc, self._fatal_message if message is None else message)
+
+    @property
+    def _loop(self):
+        return self._core.loop_
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _closing(self):
+        return self._core.is_closing()
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        resource = getattr(core, self._resource) if core is not None else None
+        if resource is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            resource.close()
+
+
+class _CoreFlowControl:
+    """The write side's EOF and flow-control API, answered by the core."""
+
+    __slots__ = ()
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    @property
+    def _protocol_paused(self):
+        return self._core.protocol_paused
+
+    @_protocol_paused.setter
+    def _protocol_paused(self, value):
+        self._core.protocol_paused = value
+
+
+class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
     """A stream socket transport (asyncio's ``_SelectorSocketTransport``)."""
 
     max_size = 256 * 1024
@@ -67,46 +137,11 @@ class TcpTransport(_FlowControlMixin):
         base_events._set_nodelay(sock)
         core.start(waiter)
 
-    # -- asyncio.BaseTransport / Transport, answered by the core -------------
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def abort(self):
-        self._core.abort()
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
     # -- the private state asyncio (and libraries) read ----------------------
-
-    @property
-    def _loop(self):
-        return self._core.loop_
 
     @property
     def _sock(self):
         return self._core.sock
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _closing(self):
-        return self._core.closing
 
     @property
     def _conn_lost(self):
@@ -125,23 +160,12 @@ class TcpTransport(_FlowControlMixin):
         return self._core.empty_waiter
 
     @property
-    def _protocol_paused(self):
-        return self._core.protocol_paused
-
-    @_protocol_paused.setter
-    def _protocol_paused(self, value):
-        self._core.protocol_paused = value
-
-    @property
     def _high_water(self):
         return self._core.high_water
 
     @property
     def _low_water(self):
         return self._core.low_water
-
-    def _fatal_error(self, exc, message="Fatal error on transport"):
-        self._core._fatal_error(exc, message)
 
     def _force_close(self, exc):
         self._core._force_close(exc)
@@ -151,15 +175,6 @@ class TcpTransport(_FlowControlMixin):
 
     def _reset_empty_waiter(self):
         self._core._reset_empty_waiter()
-
-    # -- life cycle -----------------------------------------------------------
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get("_core")
-        sock = core.sock if core is not None else None
-        if sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            sock.close()
 
     def __repr__(self):
         core = self.__dict__.get("_core")
@@ -176,7 +191,6 @@ class TcpTransport(_FlowControlMixin):
             state = "polling" if writer else "idle"
             info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
-
 
 
 def _pipe_repr(self, core, side_polling, extra=""):
@@ -199,26 +213,12 @@ def _pipe_repr(self, core, side_polling, extra=""):
     return "<{}>".format(" ".join(info))
 
 
-class _PipeCoreAttrs:
+class _PipeCoreAttrs(_CoreBacked):
     """What both pipe transports answer from their Rust core."""
 
     __slots__ = ()
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def abort(self):
-        self._core.abort()
-
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
-        self._core._fatal_error(exc, message)
-
-    @property
-    def _loop(self):
-        return self._core.loop_
+    _resource = "pipe"
+    _fatal_message = "Fatal error on pipe transport"
 
     @property
     def _pipe(self):
@@ -227,21 +227,6 @@ class _PipeCoreAttrs:
     @_pipe.setter
     def _pipe(self, value):
         self._core.pipe = value
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _closing(self):
-        return self._core.is_closing()
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get("_core")
-        pipe = core.pipe if core is not None else None
-        if pipe is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            pipe.close()
 
 
 class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
@@ -274,7 +259,7 @@ class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
         return _pipe_repr(self, self.__dict__.get("_core"), lambda loop: loop._fd_callbacks(fd)[0])
 
 
-class WritePipeTransport(_PipeCoreAttrs, _FlowControlMixin, transports.WriteTransport):
+class WritePipeTransport(_PipeCoreAttrs, _CoreFlowControl, _FlowControlMixin, transports.WriteTransport):
     """The write end of a pipe, FIFO, socket or terminal
     (asyncio's ``_UnixWritePipeTransport``)."""
 
@@ -296,26 +281,6 @@ class WritePipeTransport(_PipeCoreAttrs, _FlowControlMixin, transports.WriteTran
             d[name] = getattr(core, name)
         # Readability of a pipe's or socket's write end means the reader left.
         core.start(is_socket or stat.S_ISFIFO(mode), waiter)
-
-    def can_write_eof(self):
-        return True
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    @property
-    def _protocol_paused(self):
-        return self._core.protocol_paused
-
-    @_protocol_paused.setter
-    def _protocol_paused(self, value):
-        self._core.protocol_paused = value
 
     def __repr__(self):
         core = self.__dict__.get("_core")

@@ -218,3 +218,61 @@ pub(super) fn debug_log(ends: &GilCell<Ends>, py: Python<'_>, fmt: &str) -> PyRe
         _ => Ok(()),
     }
 }
+
+/// The `#[pymethods]` both pipe cores share (they keep their `Ends` in a
+/// field named `ends`): the private attributes asyncio's code and tests
+/// read, protocol access, `_call_connection_lost` and the GC hooks.
+macro_rules! ends_methods {
+    ($core:ty) => {
+        #[pymethods]
+        impl $core {
+            #[getter]
+            fn pipe(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.ends.borrow(py).pipe.as_ref().map(|p| p.clone_ref(py))
+            }
+
+            /// asyncio's tests silence the unclosed-transport warning this way.
+            #[setter(pipe)]
+            fn set_pipe(&self, py: Python<'_>, pipe: Option<Py<PyAny>>) {
+                let old = std::mem::replace(&mut self.ends.borrow_mut(py).pipe, pipe);
+                drop(old);
+            }
+
+            #[getter(loop_)]
+            fn get_loop(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
+                self.ends.borrow(py).loop_.as_ref().map(|p| p.clone_ref(py))
+            }
+
+            fn get_protocol(&self, py: Python<'_>) -> Py<PyAny> {
+                self.ends.borrow(py).protocol(py).unbind()
+            }
+
+            fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
+                self.ends.borrow_mut(py).protocol = Some(protocol);
+            }
+
+            fn _call_connection_lost(
+                &self,
+                py: Python<'_>,
+                exc: Option<Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                connection_lost(py, &self.ends, exc.filter(|e| !e.is_none()))
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                if let Some(e) = self.ends.unguarded() {
+                    e.visit(&visit)?;
+                }
+                Ok(())
+            }
+
+            fn __clear__(&self) {
+                let taken = self.ends.unguarded().map(|mut e| e.take());
+                drop(taken);
+            }
+        }
+    };
+}
+
+ends_methods!(ReadPipeCore);
+ends_methods!(WritePipeCore);

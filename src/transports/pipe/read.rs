@@ -3,11 +3,10 @@
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
-use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::{intern, PyTraverseError};
 
-use super::{call_soon, connection_lost, debug_log, fatal_report, start, Ends};
+use super::{call_soon, debug_log, fatal_report, start, Ends};
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
@@ -21,7 +20,7 @@ const MAX_SIZE: usize = 256 * 1024;
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct ReadPipeCore {
     fd: RawFd,
-    ends: GilCell<Ends>,
+    pub(super) ends: GilCell<Ends>,
     /// (closing, paused)
     flags: GilCell<(bool, bool)>,
 }
@@ -77,23 +76,6 @@ impl ReadPipeCore {
         let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
         let then = slf.getattr(intern!(py, "_add_reader"))?;
         start(&lp, &protocol, owner, Some(then), waiter)
-    }
-
-    #[getter]
-    fn pipe(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.ends.borrow(py).pipe.as_ref().map(|p| p.clone_ref(py))
-    }
-
-    /// asyncio's tests silence the unclosed-transport warning this way.
-    #[setter(pipe)]
-    fn set_pipe(&self, py: Python<'_>, pipe: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut self.ends.borrow_mut(py).pipe, pipe);
-        drop(old);
-    }
-
-    #[getter(loop_)]
-    fn get_loop(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
-        self.ends.borrow(py).loop_.as_ref().map(|p| p.clone_ref(py))
     }
 
     #[getter]
@@ -180,14 +162,6 @@ impl ReadPipeCore {
         self.flags.borrow(py).0
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> Py<PyAny> {
-        self.ends.borrow(py).protocol(py).unbind()
-    }
-
-    fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
-        self.ends.borrow_mut(py).protocol = Some(protocol);
-    }
-
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         if slf.get().flags.borrow(slf.py()).0 {
             return Ok(());
@@ -211,21 +185,5 @@ impl ReadPipeCore {
                 .is_ok_and(|e| e == libc::EIO);
         fatal_report(py, &this.ends, &exc, message, is_eio)?;
         Self::close_with(slf, Some(exc))
-    }
-
-    fn _call_connection_lost(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        connection_lost(py, &self.ends, exc.filter(|e| !e.is_none()))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(e) = self.ends.unguarded() {
-            e.visit(&visit)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.ends.unguarded().map(|mut e| e.take());
-        drop(taken);
     }
 }

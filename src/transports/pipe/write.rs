@@ -3,10 +3,9 @@
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyRuntimeError};
-use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3::{intern, PyTraverseError};
 
 use super::{call_soon, connection_lost, debug_log, fatal_report, start, Ends};
 use crate::event_loop::LoopCore;
@@ -32,7 +31,7 @@ struct WriteState {
 pub struct WritePipeCore {
     fd: RawFd,
     is_socket: bool,
-    ends: GilCell<Ends>,
+    pub(super) ends: GilCell<Ends>,
     st: GilCell<WriteState>,
 }
 
@@ -131,23 +130,6 @@ impl WritePipeCore {
             None
         };
         start(&lp, &protocol, owner, then, waiter)
-    }
-
-    #[getter]
-    fn pipe(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.ends.borrow(py).pipe.as_ref().map(|p| p.clone_ref(py))
-    }
-
-    /// asyncio's tests silence the unclosed-transport warning this way.
-    #[setter(pipe)]
-    fn set_pipe(&self, py: Python<'_>, pipe: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut self.ends.borrow_mut(py).pipe, pipe);
-        drop(old);
-    }
-
-    #[getter(loop_)]
-    fn get_loop(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
-        self.ends.borrow(py).loop_.as_ref().map(|p| p.clone_ref(py))
     }
 
     #[getter]
@@ -335,14 +317,6 @@ impl WritePipeCore {
         self.st.borrow(py).closing
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> Py<PyAny> {
-        self.ends.borrow(py).protocol(py).unbind()
-    }
-
-    fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
-        self.ends.borrow_mut(py).protocol = Some(protocol);
-    }
-
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
         self.st.borrow(py).buffer.len()
     }
@@ -376,21 +350,5 @@ impl WritePipeCore {
         let quiet = exc.is_instance_of::<PyOSError>();
         fatal_report(py, &this.ends, &exc, message, quiet)?;
         Self::close_with(slf, Some(exc))
-    }
-
-    fn _call_connection_lost(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        connection_lost(py, &self.ends, exc.filter(|e| !e.is_none()))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(e) = self.ends.unguarded() {
-            e.visit(&visit)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.ends.unguarded().map(|mut e| e.take());
-        drop(taken);
     }
 }
