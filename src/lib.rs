@@ -8,6 +8,7 @@
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
 //! - `process`: child exit watching through pidfds.
 //! - `transports`: native transports (TCP/Unix stream sockets).
+//! - `sockaddr`: socket addresses as the socket module converts them.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
 
@@ -22,6 +23,7 @@ mod process;
 mod pyhelpers;
 mod reactor;
 mod sock_ops;
+mod sockaddr;
 mod sysio;
 mod timers;
 mod transports;
@@ -36,7 +38,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
-    m.add_class::<transports::tcp::TcpTransportCore>()?;
+    m.add_class::<transports::socket::SocketTransportCore>()?;
     m.add_class::<transports::pipe::ReadPipeCore>()?;
     m.add_class::<transports::pipe::WritePipeCore>()?;
     m.add_class::<process::ChildWatcher>()?;

@@ -145,26 +145,63 @@ pub fn syscall(py: Python<'_>, mut f: impl FnMut() -> isize) -> PyResult<Io<usiz
 
 /// `sock.recv(n)` on a non-blocking fd, into a new bytes object.
 pub fn recv_bytes(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes>>> {
-    read_bytes(py, fd, n, true)
+    // SAFETY: `read_bytes` passes a buffer valid for `len` writable bytes.
+    read_bytes(py, n, |buf, len| unsafe {
+        libc::recv(fd, buf.cast(), len, 0)
+    })
 }
 
 /// `os.read(fd, n)` on a non-blocking fd (pipes, terminals), as `recv_bytes`.
 pub fn read_bytes_from_pipe(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Io<Py<PyBytes>>> {
-    read_bytes(py, fd, n, false)
+    // SAFETY: `read_bytes` passes a buffer valid for `len` writable bytes.
+    read_bytes(py, n, |buf, len| unsafe { libc::read(fd, buf.cast(), len) })
 }
 
-/// One read syscall: `recv` for sockets, `read` for everything else.
-///
-/// SAFETY (callers): `buf` must be valid for `n` writable bytes.
-unsafe fn read_raw(fd: RawFd, buf: *mut libc::c_void, n: usize, socket: bool) -> isize {
-    if socket {
-        libc::recv(fd, buf, n, 0)
-    } else {
-        libc::read(fd, buf, n)
-    }
+/// A sender's address as `recvfrom` filled it in.
+pub struct SockAddr {
+    pub storage: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
 }
 
-fn read_bytes(py: Python<'_>, fd: RawFd, n: usize, socket: bool) -> PyResult<Io<Py<PyBytes>>> {
+/// `sock.recvfrom(n)`'s syscall: the datagram (as `recv_bytes`) and the
+/// raw address of its sender.
+pub fn recvfrom_bytes(
+    py: Python<'_>,
+    fd: RawFd,
+    n: usize,
+) -> PyResult<Io<(Py<PyBytes>, SockAddr)>> {
+    // SAFETY: all-zero is a valid sockaddr_storage (as CPython zeroes it).
+    let mut addr = SockAddr {
+        storage: unsafe { std::mem::zeroed() },
+        len: 0,
+    };
+    let got = read_bytes(py, n, |buf, len| {
+        addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `buf` is valid for `len` bytes and `addr` for its size.
+        unsafe {
+            libc::recvfrom(
+                fd,
+                buf.cast(),
+                len,
+                0,
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+            )
+        }
+    })?;
+    Ok(match got {
+        Io::Done(data) => Io::Done((data, addr)),
+        Io::WouldBlock => Io::WouldBlock,
+    })
+}
+
+/// One read of at most `n` bytes through `read(buf, len)` (a syscall that
+/// writes at most `len` bytes to `buf`), into a new bytes object.
+fn read_bytes(
+    py: Python<'_>,
+    n: usize,
+    mut read: impl FnMut(*mut u8, usize) -> isize,
+) -> PyResult<Io<Py<PyBytes>>> {
     if (ALIGNED_READ_MIN..=ALIGNED_READ_MAX).contains(&n) {
         let aligned = SCRATCH.with(|scratch| {
             // Busy only if a signal handler run inside the syscall retry
@@ -175,10 +212,7 @@ fn read_bytes(py: Python<'_>, fd: RawFd, n: usize, socket: bool) -> PyResult<Io<
             let Some(buf) = scratch.get(n) else {
                 return Ok(None);
             };
-            // SAFETY: `buf` is valid for `n` writable bytes.
-            let got = syscall(py, || unsafe {
-                read_raw(fd, buf.as_mut_ptr().cast(), n, socket)
-            })?;
+            let got = syscall(py, || read(buf.as_mut_ptr(), n))?;
             Ok(Some(match got {
                 Io::Done(len) => Io::Done(PyBytes::new(py, &buf[..len]).unbind()),
                 Io::WouldBlock => Io::WouldBlock,
@@ -195,9 +229,9 @@ fn read_bytes(py: Python<'_>, fd: RawFd, n: usize, socket: bool) -> PyResult<Io<
     if obj.is_null() {
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: `obj` is a fresh bytes object of `n` bytes; recv writes at most `n`.
+    // SAFETY: `obj` is a fresh bytes object of `n` bytes; `read` writes at most `n`.
     let got = syscall(py, || unsafe {
-        read_raw(fd, ffi::PyBytes_AS_STRING(obj).cast_mut().cast(), n, socket)
+        read(ffi::PyBytes_AS_STRING(obj).cast_mut().cast(), n)
     });
     match got {
         Ok(Io::Done(len)) => {

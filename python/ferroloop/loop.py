@@ -27,7 +27,7 @@ from ._ferroloop import ChildWatcher, LoopCore
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
 from ._ferroloop import sock_sendall as _sock_sendall
-from .transports import ReadPipeTransport, TcpTransport, WritePipeTransport
+from .transports import ReadPipeTransport, TcpTransport, UdpTransport, WritePipeTransport
 
 __all__ = ("Loop",)
 
@@ -200,6 +200,9 @@ class Loop(LoopCore, _SelectorLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return TcpTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return UdpTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)

@@ -1,7 +1,8 @@
 """ferroloop's transports: asyncio's transport classes over Rust cores.
 
 `TcpTransport` is what asyncio calls `_SelectorSocketTransport` (TCP and Unix
-stream sockets); `ReadPipeTransport`/`WritePipeTransport` are
+stream sockets), `UdpTransport` its `_SelectorDatagramTransport`;
+`ReadPipeTransport`/`WritePipeTransport` are
 `_UnixReadPipeTransport`/`_UnixWritePipeTransport`. The reading, writing,
 buffering, flow control and closing run in Rust (`_ferroloop.*Core`, kept in
 `_core`); these classes are the objects protocols see. They subclass
@@ -19,21 +20,10 @@ import warnings
 from asyncio import base_events, constants, transports, trsock
 from asyncio.transports import _FlowControlMixin
 
-from ._ferroloop import ReadPipeCore, TcpTransportCore, WritePipeCore
+from ._ferroloop import ReadPipeCore, SocketTransportCore, WritePipeCore
 
-__all__ = ("TcpTransport", "ReadPipeTransport", "WritePipeTransport")
+__all__ = ("TcpTransport", "UdpTransport", "ReadPipeTransport", "WritePipeTransport")
 
-# Called through the instance: looked up in its __dict__ before the class.
-_BOUND = (
-    "write",
-    "writelines",
-    "is_closing",
-    "is_reading",
-    "pause_reading",
-    "resume_reading",
-    "close",
-    "get_write_buffer_size",
-)
 
 
 class _CoreBacked:
@@ -80,15 +70,9 @@ class _CoreBacked:
 
 
 class _CoreFlowControl:
-    """The write side's EOF and flow-control API, answered by the core."""
+    """The write side's flow-control API, answered by the core."""
 
     __slots__ = ()
-
-    def can_write_eof(self):
-        return True
-
-    def write_eof(self):
-        self._core.write_eof()
 
     def get_write_buffer_limits(self):
         return self._core.get_write_buffer_limits()
@@ -105,14 +89,27 @@ class _CoreFlowControl:
         self._core.protocol_paused = value
 
 
-class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
-    """A stream socket transport (asyncio's ``_SelectorSocketTransport``)."""
+class _CoreWriteEof:
+    """`write_eof`, for the transports that have one."""
+
+    __slots__ = ()
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self._core.write_eof()
+
+
+class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
+    """What asyncio's `_SelectorTransport` holds for streams and datagrams:
+    the extra info, the fd, `loop._transports`, the private state, the repr."""
 
     max_size = 256 * 1024
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _bound = ("close", "is_closing", "is_reading", "pause_reading", "resume_reading",
+              "get_write_buffer_size")
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def _setup(self, loop, sock, extra, make_core):
         if extra is None:
             extra = {}
         self._extra = extra
@@ -127,17 +124,13 @@ class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
             except OSError:
                 extra["peername"] = None
         self._sock_fd = fd = sock.fileno()
-        core = self._core = TcpTransportCore(loop, sock, fd, protocol, self, server)
+        core = self._core = make_core(fd)
+        # Called through the instance: found in its __dict__ before the class.
         d = self.__dict__
-        for name in _BOUND:
+        for name in self._bound:
             d[name] = getattr(core, name)
-        if server is not None:
-            server._attach()
         loop._transports[fd] = self
-        base_events._set_nodelay(sock)
-        core.start(waiter)
-
-    # -- the private state asyncio (and libraries) read ----------------------
+        return core
 
     @property
     def _sock(self):
@@ -148,16 +141,8 @@ class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
         return self._core.conn_lost
 
     @property
-    def _eof(self):
-        return self._core.eof
-
-    @property
     def _paused(self):
         return self._core.paused
-
-    @property
-    def _empty_waiter(self):
-        return self._core.empty_waiter
 
     @property
     def _high_water(self):
@@ -169,12 +154,6 @@ class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
 
     def _force_close(self, exc):
         self._core._force_close(exc)
-
-    def _make_empty_waiter(self):
-        return self._core._make_empty_waiter()
-
-    def _reset_empty_waiter(self):
-        self._core._reset_empty_waiter()
 
     def __repr__(self):
         core = self.__dict__.get("_core")
@@ -191,6 +170,61 @@ class TcpTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
             state = "polling" if writer else "idle"
             info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
+
+
+class TcpTransport(_CoreWriteEof, _SocketTransport):
+    """A stream socket transport, TCP or Unix (asyncio's
+    ``_SelectorSocketTransport``)."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _bound = _SocketTransport._bound + ("write", "writelines")
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        core = self._setup(
+            loop, sock, extra, lambda fd: SocketTransportCore(loop, sock, fd, protocol, self, server)
+        )
+        if server is not None:
+            server._attach()
+        base_events._set_nodelay(sock)
+        core.start(waiter)
+
+    @property
+    def _eof(self):
+        return self._core.eof
+
+    @property
+    def _empty_waiter(self):
+        return self._core.empty_waiter
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+
+class UdpTransport(_SocketTransport):
+    """A datagram socket transport, UDP or Unix (asyncio's
+    ``_SelectorDatagramTransport``, which in 3.11 is an ``asyncio.Transport``
+    with ``sendto``, not an ``asyncio.DatagramTransport``)."""
+
+    _bound = _SocketTransport._bound + ("sendto",)
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        core = self._setup(
+            loop,
+            sock,
+            extra,
+            lambda fd: SocketTransportCore.datagram(
+                loop, sock, fd, protocol, self, address, bool(self._extra["peername"])
+            ),
+        )
+        core.start(waiter)
+
+    @property
+    def _address(self):
+        return self._core.datagram_address
 
 
 def _pipe_repr(self, core, side_polling, extra=""):
@@ -259,7 +293,9 @@ class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
         return _pipe_repr(self, self.__dict__.get("_core"), lambda loop: loop._fd_callbacks(fd)[0])
 
 
-class WritePipeTransport(_PipeCoreAttrs, _CoreFlowControl, _FlowControlMixin, transports.WriteTransport):
+class WritePipeTransport(
+    _PipeCoreAttrs, _CoreWriteEof, _CoreFlowControl, _FlowControlMixin, transports.WriteTransport
+):
     """The write end of a pipe, FIFO, socket or terminal
     (asyncio's ``_UnixWritePipeTransport``)."""
 

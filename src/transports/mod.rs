@@ -1,7 +1,8 @@
 //! Native transports (asyncio's `selector_events`/`unix_events` transports
 //! in Rust), one file per kind:
 //!
-//! - `tcp`: stream sockets (TCP and Unix), `asyncio.Transport`.
+//! - `socket`: socket transports: streams (TCP and Unix) and datagrams (UDP
+//!   and Unix), asyncio's `_SelectorSocketTransport`/`_SelectorDatagramTransport`.
 //! - `pipe`: read and write pipe transports (pipes, FIFOs, terminals).
 //! - `flow`: write flow control (watermarks, pause/resume_writing).
 //! - `write_buffer`: the outgoing chunk queue every writing transport shares.
@@ -18,7 +19,7 @@ use pyo3::sync::PyOnceLock;
 
 mod flow;
 pub mod pipe;
-pub mod tcp;
+pub mod socket;
 mod write_buffer;
 
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

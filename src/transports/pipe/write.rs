@@ -174,7 +174,7 @@ impl WritePipeCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !crate::transports::tcp::is_bytes_like(data) {
+        if !crate::transports::socket::is_bytes_like(data) {
             return Err(PyAssertionError::new_err(data.repr()?.unbind()));
         }
         let view;

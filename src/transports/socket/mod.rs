@@ -1,4 +1,4 @@
-//! `TcpTransportCore`: the engine of `ferroloop.transports.TcpTransport`,
+//! `SocketTransportCore`: the engine of `ferroloop.transports.TcpTransport`,
 //! asyncio's `_SelectorSocketTransport` (TCP and Unix stream sockets) in Rust.
 //!
 //! Every rule is asyncio's: `connection_made` is scheduled first, reading
@@ -31,8 +31,11 @@ use crate::gil_cell::GilCell;
 use crate::handle::{Args, Handle};
 use crate::reactor::Side;
 
+mod datagram;
 mod read;
 mod write;
+
+use datagram::Datagram;
 
 pub(in crate::transports) use write::is_bytes_like;
 
@@ -59,15 +62,68 @@ pub(super) struct State {
     /// Our registrations with the loop, removed only if still ours.
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// Set for datagram transports (their queue replaces `buffer`).
+    datagram: Option<Box<Datagram>>,
+}
+
+impl State {
+    /// Bytes waiting to be sent (`get_write_buffer_size()`).
+    fn pending(&self) -> usize {
+        self.buffer.len() + self.datagram.as_ref().map_or(0, |d| d.size)
+    }
+
+    fn clear_pending(&mut self) {
+        self.buffer.clear();
+        if let Some(d) = &mut self.datagram {
+            d.queue.clear();
+            d.size = 0;
+        }
+    }
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
-pub struct TcpTransportCore {
+pub struct SocketTransportCore {
     fd: RawFd,
     st: GilCell<State>,
 }
 
-impl TcpTransportCore {
+impl SocketTransportCore {
+    fn build(
+        loop_: Py<LoopCore>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        protocol: Bound<'_, PyAny>,
+        owner: Py<PyAny>,
+        server: Option<Py<PyAny>>,
+        datagram: Option<Box<Datagram>>,
+    ) -> PyResult<Self> {
+        let py = protocol.py();
+        let buffered =
+            protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)?;
+        Ok(SocketTransportCore {
+            fd,
+            st: GilCell::new(State {
+                loop_: Some(loop_),
+                sock: Some(sock),
+                protocol: Some(protocol.unbind()),
+                owner: Some(owner),
+                server: server.filter(|s| !s.is_none(py)),
+                empty_waiter: None,
+                buffered,
+                protocol_connected: true,
+                buffer: WriteBuffer::default(),
+                conn_lost: 0,
+                closing: false,
+                paused: false,
+                eof: false,
+                flow: Watermarks::default(),
+                reader: None,
+                writer: None,
+                datagram,
+            }),
+        })
+    }
+
     pub(super) fn loop_<'py>(&self, py: Python<'py>) -> Option<Bound<'py, LoopCore>> {
         self.st
             .borrow(py)
@@ -216,8 +272,8 @@ impl TcpTransportCore {
             if st.conn_lost > 0 {
                 return Ok(());
             }
-            let had_buffer = !st.buffer.is_empty();
-            st.buffer.clear();
+            let had_buffer = st.pending() > 0;
+            st.clear_pending();
             let was_closing = st.closing;
             st.closing = true;
             st.conn_lost += 1;
@@ -236,11 +292,11 @@ impl TcpTransportCore {
 }
 
 #[pymethods]
-impl TcpTransportCore {
+impl SocketTransportCore {
+    /// A stream transport (TCP or Unix).
     #[new]
     #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None))]
     fn new(
-        py: Python<'_>,
         loop_: Py<LoopCore>,
         sock: Py<PyAny>,
         fd: RawFd,
@@ -248,29 +304,34 @@ impl TcpTransportCore {
         owner: Py<PyAny>,
         server: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let buffered =
-            protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)?;
-        Ok(TcpTransportCore {
+        Self::build(loop_, sock, fd, protocol, owner, server, None)
+    }
+
+    /// A datagram transport (UDP or Unix): `address` is the remote address
+    /// given to `create_datagram_endpoint` (`sendto` may only use it);
+    /// `connected`: the socket has a peer, so `send` is used.
+    #[staticmethod]
+    fn datagram(
+        loop_: Py<LoopCore>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        protocol: Bound<'_, PyAny>,
+        owner: Py<PyAny>,
+        address: Option<Py<PyAny>>,
+        connected: bool,
+    ) -> PyResult<Self> {
+        let py = sock.py();
+        let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
+        let datagram = Datagram::new(py, address, connected, family);
+        Self::build(
+            loop_,
+            sock.unbind(),
             fd,
-            st: GilCell::new(State {
-                loop_: Some(loop_),
-                sock: Some(sock),
-                protocol: Some(protocol.unbind()),
-                owner: Some(owner),
-                server: server.filter(|s| !s.is_none(py)),
-                empty_waiter: None,
-                buffered,
-                protocol_connected: true,
-                buffer: WriteBuffer::default(),
-                conn_lost: 0,
-                closing: false,
-                paused: false,
-                eof: false,
-                flow: Watermarks::default(),
-                reader: None,
-                writer: None,
-            }),
-        })
+            protocol,
+            owner,
+            None,
+            Some(datagram),
+        )
     }
 
     /// Schedule `connection_made`, the start of reading and the waiter, in
@@ -395,7 +456,7 @@ impl TcpTransportCore {
         this.remove(py, Side::Read)?;
         let lose_now = {
             let mut st = this.st.borrow_mut(py);
-            let empty = st.buffer.is_empty();
+            let empty = st.pending() == 0;
             if empty {
                 st.conn_lost += 1;
             }
@@ -486,6 +547,9 @@ impl TcpTransportCore {
             for h in [&st.reader, &st.writer].into_iter().flatten() {
                 visit.call(h)?;
             }
+            if let Some(d) = &st.datagram {
+                d.visit(&visit)?;
+            }
         }
         Ok(())
     }
@@ -501,6 +565,7 @@ impl TcpTransportCore {
                 st.empty_waiter.take(),
                 st.reader.take(),
                 st.writer.take(),
+                st.datagram.take(),
             )
         });
         drop(taken);

@@ -1,4 +1,4 @@
-//! The writing half of `TcpTransportCore`: `write()` tries `send` at once
+//! The writing half of `SocketTransportCore`: `write()` tries `send` at once
 //! and buffers the rest, flushed with one `sendmsg` per writability event;
 //! flow control, `write_eof`, and the empty-buffer waiter of `sendfile`.
 
@@ -10,7 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::TcpTransportCore;
+use super::SocketTransportCore;
 use crate::event_loop::LoopCore;
 use crate::reactor::{os_error, Side};
 use crate::sysio::BufferView;
@@ -55,7 +55,7 @@ fn shutdown_write(fd: RawFd) -> PyResult<()> {
     Ok(())
 }
 
-impl TcpTransportCore {
+impl SocketTransportCore {
     pub(super) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
         self.flow_control(py, true)
     }
@@ -67,7 +67,7 @@ impl TcpTransportCore {
     fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
         let protocol = {
             let mut st = self.st.borrow_mut(py);
-            let size = st.buffer.len();
+            let size = st.pending();
             let due = if pause {
                 st.flow.begin_pause(size)
             } else {
@@ -122,7 +122,7 @@ pub(in crate::transports) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
 }
 
 #[pymethods]
-impl TcpTransportCore {
+impl SocketTransportCore {
     // -- asyncio.WriteTransport --------------------------------------------
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -218,7 +218,7 @@ impl TcpTransportCore {
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).buffer.len()
+        self.st.borrow(py).pending()
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
@@ -246,6 +246,9 @@ impl TcpTransportCore {
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if this.st.borrow(py).datagram.is_some() {
+            return Self::sendto_ready(slf);
+        }
         if this.st.borrow(py).conn_lost > 0 {
             return Ok(());
         }

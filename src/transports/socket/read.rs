@@ -1,11 +1,11 @@
-//! The reading half of `TcpTransportCore`: `data_received` (or the
+//! The reading half of `SocketTransportCore`: `data_received` (or the
 //! `BufferedProtocol` calls), EOF handling and pause/resume of reading.
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::TcpTransportCore;
+use super::SocketTransportCore;
 use crate::reactor::{os_error, Side};
 use crate::sysio::{recv_bytes, BufferView, Io};
 use crate::transports::{is_exit, log_debug};
@@ -13,7 +13,7 @@ use crate::transports::{is_exit, log_debug};
 /// asyncio's `max_size`: the most one read asks for.
 const MAX_SIZE: usize = 256 * 1024;
 
-impl TcpTransportCore {
+impl SocketTransportCore {
     fn on_eof(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -105,7 +105,7 @@ impl TcpTransportCore {
 }
 
 #[pymethods]
-impl TcpTransportCore {
+impl SocketTransportCore {
     fn is_reading(&self, py: Python<'_>) -> bool {
         self.is_reading_now(py)
     }
@@ -156,16 +156,23 @@ impl TcpTransportCore {
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (protocol, buffered) = {
+        let (protocol, buffered, datagram) = {
             let st = this.st.borrow(py);
             if st.conn_lost > 0 {
                 return Ok(());
             }
             match &st.protocol {
-                Some(p) => (p.clone_ref(py).into_bound(py), st.buffered),
+                Some(p) => (
+                    p.clone_ref(py).into_bound(py),
+                    st.buffered,
+                    st.datagram.is_some(),
+                ),
                 None => return Ok(()),
             }
         };
+        if datagram {
+            return Self::read_datagram(slf, &protocol);
+        }
         if buffered {
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
