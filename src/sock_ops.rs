@@ -22,7 +22,7 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::handle::{Args, Handle};
-use crate::reactor::{os_error, Side};
+use crate::reactor::Side;
 use crate::sysio::{recv_bytes, syscall, BufferView, Io};
 
 static SSL_SOCKET: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
@@ -264,24 +264,6 @@ impl SendAllOp {
             Io::WouldBlock => None,
         });
         settle(fut, outcome)
-    }
-}
-
-/// `sock.recv(n)` for a non-blocking socket, without allocating `n` bytes:
-/// large reads land in the reusable page-aligned buffer and only what
-/// arrived is copied out. Raises BlockingIOError when nothing is there.
-/// (asyncio's transports read with `recv(256 KiB)`, which costs an mmap,
-/// page faults and an munmap per read.)
-#[pyfunction]
-pub fn recv<'py>(sock: &Bound<'py, PyAny>, n: isize) -> PyResult<Bound<'py, PyAny>> {
-    let py = sock.py();
-    let n = usize::try_from(n).map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
-    if n == 0 {
-        return Ok(PyBytes::new(py, b"").into_any());
-    }
-    match recv_bytes(py, sock_fd(sock)?, n)? {
-        Io::Done(data) => Ok(data.into_bound(py).into_any()),
-        Io::WouldBlock => Err(os_error(std::io::Error::from_raw_os_error(libc::EAGAIN))),
     }
 }
 
