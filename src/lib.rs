@@ -6,6 +6,7 @@
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//! - `server`: the accept loop of plain servers.
 //! - `process`: child exit watching through pidfds.
 //! - `transports`: native transports (TCP/Unix stream sockets).
 //! - `sockaddr`: socket addresses as the socket module converts them.
@@ -22,6 +23,7 @@ mod handle;
 mod process;
 mod pyhelpers;
 mod reactor;
+mod server;
 mod sock_ops;
 mod sockaddr;
 mod sysio;
@@ -41,5 +43,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::pipe::ReadPipeCore>()?;
     m.add_class::<transports::pipe::WritePipeCore>()?;
     m.add_class::<process::ChildWatcher>()?;
+    m.add_class::<server::Acceptor>()?;
     Ok(())
 }

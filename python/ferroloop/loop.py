@@ -21,9 +21,9 @@ import sys
 import threading
 import warnings
 import weakref
-from asyncio import base_events, events, unix_events
+from asyncio import base_events, constants, events, trsock, unix_events
 
-from ._ferroloop import ChildWatcher, LoopCore
+from ._ferroloop import Acceptor, ChildWatcher, LoopCore
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
 from ._ferroloop import sock_sendall as _sock_sendall
@@ -195,6 +195,30 @@ class Loop(LoopCore, _SelectorLoop):
                 )
         finally:
             self._current_handle = None
+
+    # -- servers -------------------------------------------------------------
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+                       ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        """Accept connections natively (`Acceptor`); TLS servers keep
+        asyncio's accept path, which sets up the TLS protocol."""
+        if sslcontext:
+            return super()._start_serving(protocol_factory, sock, sslcontext, server, backlog,
+                                          ssl_handshake_timeout, ssl_shutdown_timeout)
+        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog))
+
+    def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog):
+        """Out of fds (or memory) while accepting: report, pause, retry
+        in a second, as asyncio's `_accept_connection` does."""
+        self.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": exc,
+            "socket": trsock.TransportSocket(sock),
+        })
+        self._remove_reader(sock.fileno())
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
+                        protocol_factory, sock, None, server, backlog)
 
     # -- transports --------------------------------------------------------
 

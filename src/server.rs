@@ -1,0 +1,239 @@
+//! `Acceptor`: a listening socket's reader, asyncio's `_accept_connection`
+//! in Rust, for plain (non-TLS) servers.
+//!
+//! On readiness it accepts up to `backlog` connections (`accept4`), wraps
+//! each in a `socket.socket` as `sock.accept()` does, and schedules its set
+//! up for the next iteration, where asyncio's `_accept_connection2` task
+//! would run it: the protocol factory is called, then the loop's
+//! `_make_socket_transport`. The task, its coroutine and the waiter future
+//! asyncio spends per connection are not needed: nothing can cancel them.
+//! Errors follow asyncio: running out of fds is reported and accepting
+//! pauses for a second (`Loop._accept_exhausted`); a failed set-up is
+//! reported only in debug mode.
+
+use std::os::fd::RawFd;
+
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3::{intern, PyTraverseError};
+
+use crate::event_loop::{fileobj_to_fd, LoopCore};
+use crate::handle::Args;
+use crate::reactor::os_error;
+use crate::sockaddr;
+use crate::sysio::SockAddr;
+use crate::transports::{is_exit, logger};
+
+static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct Acceptor {
+    loop_: Py<LoopCore>,
+    sock: Py<PyAny>,
+    fd: RawFd,
+    /// The listening socket's family, type and proto, given to each
+    /// accepted socket (as `socket.accept()` does).
+    kind: (i32, i32, i32),
+    protocol_factory: Py<PyAny>,
+    server: Py<PyAny>,
+    backlog: usize,
+}
+
+/// What one `accept4` gave.
+enum Accepted {
+    Conn(RawFd, SockAddr),
+    /// Nothing (left) to accept.
+    Empty,
+    Failed(std::io::Error),
+}
+
+fn accept(fd: RawFd) -> Accepted {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut addr = SockAddr {
+        storage: unsafe { std::mem::zeroed() },
+        len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    };
+    loop {
+        // SAFETY: `addr` is valid for its declared length.
+        let conn = unsafe {
+            libc::accept4(
+                fd,
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if conn >= 0 {
+            return Accepted::Conn(conn, addr);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) | Some(libc::ECONNABORTED) => return Accepted::Empty,
+            _ => return Accepted::Failed(err),
+        }
+    }
+}
+
+impl Acceptor {
+    /// A `socket.socket` owning `fd`, non-blocking (closes `fd` on failure).
+    fn wrap<'py>(&self, py: Python<'py>, fd: RawFd) -> PyResult<Bound<'py, PyAny>> {
+        let cls = SOCKET_CLASS.import(py, "socket", "socket")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("fileno", fd)?;
+        let conn = match cls.call(self.kind, Some(&kwargs)) {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: nobody else owns the fd we just accepted.
+                unsafe { libc::close(fd) };
+                return Err(e);
+            }
+        };
+        conn.call_method1(intern!(py, "setblocking"), (false,))?;
+        Ok(conn)
+    }
+}
+
+#[pymethods]
+impl Acceptor {
+    #[new]
+    fn new(
+        loop_: Py<LoopCore>,
+        sock: Bound<'_, PyAny>,
+        protocol_factory: Py<PyAny>,
+        server: Py<PyAny>,
+        backlog: usize,
+    ) -> PyResult<Self> {
+        let py = sock.py();
+        // A bad socket fails as asyncio's `_add_reader(sock.fileno())` does.
+        let fd = fileobj_to_fd(&sock)?;
+        let attr = |name| -> PyResult<i32> { sock.getattr(name)?.extract() };
+        let kind = (
+            attr(intern!(py, "family"))?,
+            attr(intern!(py, "type"))?,
+            attr(intern!(py, "proto"))?,
+        );
+        Ok(Acceptor {
+            loop_,
+            sock: sock.unbind(),
+            fd,
+            kind,
+            protocol_factory,
+            server,
+            backlog: backlog.max(1),
+        })
+    }
+
+    /// The listening socket is readable: accept what is waiting.
+    fn __call__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.loop_.bind(py);
+        for _ in 0..this.backlog {
+            let (fd, addr) = match accept(this.fd) {
+                Accepted::Conn(fd, addr) => (fd, addr),
+                Accepted::Empty => return Ok(()),
+                Accepted::Failed(err) => {
+                    let code = err.raw_os_error();
+                    let exc = os_error(err);
+                    if matches!(
+                        code,
+                        Some(libc::EMFILE)
+                            | Some(libc::ENFILE)
+                            | Some(libc::ENOBUFS)
+                            | Some(libc::ENOMEM)
+                    ) {
+                        lp.call_method1(
+                            intern!(py, "_accept_exhausted"),
+                            (
+                                exc.into_value(py),
+                                &this.protocol_factory,
+                                &this.sock,
+                                &this.server,
+                                this.backlog,
+                            ),
+                        )?;
+                        return Ok(());
+                    }
+                    return Err(exc); // the loop reports it, as asyncio's does
+                }
+            };
+            let conn = this.wrap(py, fd)?;
+            let peer = sockaddr::to_py(py, &addr)?;
+            if lp.get().is_debug() {
+                logger(py)?.call_method1(
+                    intern!(py, "debug"),
+                    (
+                        "%r got a new connection from %r: %r",
+                        &this.server,
+                        &peer,
+                        &conn,
+                    ),
+                )?;
+            }
+            let extra = PyDict::new(py);
+            extra.set_item("peername", peer)?;
+            let ready = slf.getattr(intern!(py, "_connection_ready"))?;
+            LoopCore::call_soon(
+                lp,
+                ready,
+                Args::from_iter([conn.unbind(), extra.into_any().unbind()]),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_accept_connection2` without its task: the protocol and
+    /// the transport for one accepted connection.
+    fn _connection_ready(
+        &self,
+        py: Python<'_>,
+        conn: Bound<'_, PyAny>,
+        extra: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let lp = self.loop_.bind(py);
+        let mut protocol = None;
+        let made = self.protocol_factory.bind(py).call0().and_then(|p| {
+            protocol = Some(p.clone());
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("extra", &extra)?;
+            kwargs.set_item("server", &self.server)?;
+            lp.call_method(
+                intern!(py, "_make_socket_transport"),
+                (&conn, p),
+                Some(&kwargs),
+            )
+        });
+        let err = match made {
+            Ok(_) => return Ok(()),
+            Err(e) if is_exit(py, &e) => return Err(e),
+            Err(e) => e,
+        };
+        // The connection is unusable: close it now rather than at collection.
+        conn.call_method0(intern!(py, "close"))?;
+        if lp.get().is_debug() {
+            let context = PyDict::new(py);
+            context.set_item(
+                "message",
+                "Error on transport creation for incoming connection",
+            )?;
+            context.set_item("exception", err.into_value(py))?;
+            if let Some(p) = protocol {
+                context.set_item("protocol", p)?;
+            }
+            lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.protocol_factory)?;
+        visit.call(&self.server)?;
+        Ok(())
+    }
+}
