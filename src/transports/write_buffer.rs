@@ -83,6 +83,13 @@ impl WriteBuffer {
         }
     }
 
+    /// Move every chunk of `other` to the end of this buffer.
+    pub fn append(&mut self, other: &mut WriteBuffer) {
+        self.len += other.len;
+        self.chunks.append(&mut other.chunks);
+        other.len = 0;
+    }
+
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;

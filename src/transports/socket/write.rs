@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
 use super::SocketTransportCore;
 use crate::event_loop::LoopCore;
@@ -16,6 +16,7 @@ use crate::reactor::{os_error, Side};
 use crate::sysio::BufferView;
 use crate::transports::flow;
 use crate::transports::logger;
+use crate::transports::write_buffer::WriteBuffer;
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
@@ -87,6 +88,36 @@ impl SocketTransportCore {
     }
 
     /// Queue what `send` did not take, start watching for writability.
+    /// `write()`'s checks, in asyncio's order. `None`: nothing to send (no
+    /// data, or the connection is lost); else whether the buffer is empty.
+    fn admit_write(&self, py: Python<'_>, empty_data: bool) -> PyResult<Option<bool>> {
+        let mut st = self.st.borrow_mut(py);
+        if st.eof {
+            return Err(PyRuntimeError::new_err(
+                "Cannot call write() after write_eof()",
+            ));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "unable to write; sendfile is in progress",
+            ));
+        }
+        if empty_data {
+            return Ok(None);
+        }
+        if st.conn_lost > 0 {
+            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.conn_lost += 1;
+            drop(st);
+            if warn {
+                logger(py)?
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+            }
+            return Ok(None);
+        }
+        Ok(Some(st.buffer.is_empty()))
+    }
+
     fn buffer_rest(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
@@ -135,38 +166,12 @@ impl SocketTransportCore {
                 kind.repr()?
             )));
         }
-        let buffer_empty = {
-            let mut st = this.st.borrow_mut(py);
-            if st.eof {
-                return Err(PyRuntimeError::new_err(
-                    "Cannot call write() after write_eof()",
-                ));
-            }
-            if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err(
-                    "unable to write; sendfile is in progress",
-                ));
-            }
-            let empty_data = match data.cast::<PyBytes>() {
-                Ok(b) => b.as_bytes().is_empty(),
-                Err(_) => data.len()? == 0,
-            };
-            if empty_data {
-                return Ok(());
-            }
-            if st.conn_lost > 0 {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
-                drop(st);
-                if warn {
-                    logger(py)?.call_method1(
-                        intern!(py, "warning"),
-                        ("socket.send() raised exception.",),
-                    )?;
-                }
-                return Ok(());
-            }
-            st.buffer.is_empty()
+        let empty_data = match data.cast::<PyBytes>() {
+            Ok(b) => b.as_bytes().is_empty(),
+            Err(_) => data.len()? == 0,
+        };
+        let Some(buffer_empty) = this.admit_write(py, empty_data)? else {
+            return Ok(());
         };
 
         // bytes are read in place; other buffers through an export.
@@ -192,11 +197,59 @@ impl SocketTransportCore {
         Self::buffer_rest(slf, data, bytes, sent)
     }
 
+    /// asyncio 3.11's `write(b''.join(list_of_data))`, without the join:
+    /// the parts go out in one `sendmsg` (bytes by reference, others copied
+    /// now, as the join would).
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
-        // asyncio 3.11: `self.write(b''.join(list_of_data))`.
         let py = slf.py();
-        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
-        Self::write(slf, &joined)
+        let this = slf.get();
+        let joined = |parts: &Bound<'_, PyAny>| -> PyResult<()> {
+            let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (parts,))?;
+            Self::write(slf, &data)
+        };
+        let Ok(iter) = list_of_data.try_iter() else {
+            return joined(list_of_data); // join's own error for a non-iterable
+        };
+        let parts: Vec<Bound<'_, PyAny>> = iter.collect::<PyResult<_>>()?;
+        if !parts.iter().all(is_bytes_like) {
+            return joined(PyList::new(py, &parts)?.as_any()); // join's exact TypeError
+        }
+        let mut chunks = WriteBuffer::default();
+        for part in &parts {
+            match part.cast::<PyBytes>() {
+                Ok(b) => chunks.push_shared(b.clone().unbind(), 0, b.as_bytes().len()),
+                Err(_) => {
+                    let view = BufferView::new(part, false)?;
+                    // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
+                    chunks.push_copy(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) });
+                }
+            }
+        }
+        let Some(buffer_empty) = this.admit_write(py, chunks.is_empty())? else {
+            return Ok(());
+        };
+        if buffer_empty {
+            if let Err(err) = chunks.flush(this.live_fd(py)?, true) {
+                return Self::fatal_error(
+                    slf,
+                    os_error(err),
+                    "Fatal write error on socket transport",
+                );
+            }
+            if chunks.is_empty() {
+                return Ok(());
+            }
+        }
+        let start_writer = {
+            let mut st = this.st.borrow_mut(py);
+            let was_empty = st.buffer.is_empty();
+            st.buffer.append(&mut chunks);
+            was_empty
+        };
+        if start_writer {
+            Self::register(slf, Side::Write)?;
+        }
+        this.maybe_pause_protocol(py)
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
