@@ -234,8 +234,9 @@ impl LoopCore {
         side: Side,
         callback: Bound<'_, PyAny>,
         args: Args,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd(slf, fileobj_to_fd(fd)?, side, callback, args)
+        Self::add_fd_in(slf, fileobj_to_fd(fd)?, side, callback, args, context)
     }
 
     /// `add_fd_callback` for a known fd number (transports).
@@ -246,10 +247,23 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Args,
     ) -> PyResult<Py<Handle>> {
+        Self::add_fd_in(slf, fd, side, callback, args, None)
+    }
+
+    /// `add_fd` whose callback runs in `context` (a copy of the current
+    /// one when None, as asyncio's `Handle` does).
+    pub fn add_fd_in(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        side: Side,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let handle = Py::new(py, Self::new_handle(slf, callback, args, None, false)?)?;
+        let handle = Py::new(py, Self::new_handle(slf, callback, args, context, false)?)?;
         for old in this.reactor.add(py, fd, side, handle.clone_ref(py))? {
             Handle::cancel_handle(old.bind(py))?;
         }
@@ -543,24 +557,28 @@ impl LoopCore {
         self.reactor.wake(py);
     }
 
-    #[pyo3(signature = (fd, callback, *args))]
+    /// `context=` is what asyncio 3.15's transports pass.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_reader(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_callback(slf, fd, Side::Read, callback, to_args(&args))
+        Self::add_fd_callback(slf, fd, Side::Read, callback, to_args(&args), context)
     }
 
-    #[pyo3(signature = (fd, callback, *args))]
+    /// `context=` is what asyncio 3.15's transports pass.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_writer(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_callback(slf, fd, Side::Write, callback, to_args(&args))
+        Self::add_fd_callback(slf, fd, Side::Write, callback, to_args(&args), context)
     }
 
     fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -39,6 +39,9 @@ pub struct Acceptor {
     protocol_factory: Py<PyAny>,
     server: Py<PyAny>,
     backlog: usize,
+    /// The server's `contextvars.Context` (asyncio 3.15): each connection
+    /// is set up, and its transport runs, in a copy of it. None before 3.15.
+    context: Option<Py<PyAny>>,
 }
 
 /// What one `accept4` gave.
@@ -99,12 +102,14 @@ impl Acceptor {
 #[pymethods]
 impl Acceptor {
     #[new]
+    #[pyo3(signature = (loop_, sock, protocol_factory, server, backlog, context=None))]
     fn new(
         loop_: Py<LoopCore>,
         sock: Bound<'_, PyAny>,
         protocol_factory: Py<PyAny>,
         server: Py<PyAny>,
         backlog: usize,
+        context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let py = sock.py();
         // A bad socket fails as asyncio's `_add_reader(sock.fileno())` does.
@@ -123,6 +128,7 @@ impl Acceptor {
             protocol_factory,
             server,
             backlog: backlog.max(1),
+            context: context.filter(|c| !c.is_none(py)),
         })
     }
 
@@ -153,6 +159,7 @@ impl Acceptor {
                                 &this.sock,
                                 &this.server,
                                 this.backlog,
+                                &this.context,
                             ),
                         )?;
                         return Ok(());
@@ -176,11 +183,20 @@ impl Acceptor {
             let extra = PyDict::new(py);
             extra.set_item("peername", peer)?;
             let ready = slf.getattr(intern!(py, "_connection_ready"))?;
+            // 3.15: the set-up runs in a copy of the server's context, which
+            // then becomes the transport's (asyncio's `conn_context`).
+            let conn_context = match &this.context {
+                Some(c) => Some(c.bind(py).call_method0(intern!(py, "copy"))?),
+                None => None,
+            };
+            let ctx_arg = conn_context
+                .as_ref()
+                .map_or_else(|| py.None(), |c| c.clone().unbind());
             LoopCore::call_soon(
                 lp,
                 ready,
-                Args::from_iter([conn.unbind(), extra.into_any().unbind()]),
-                None,
+                Args::from_iter([conn.unbind(), extra.into_any().unbind(), ctx_arg]),
+                conn_context,
             )?;
         }
         Ok(())
@@ -193,6 +209,7 @@ impl Acceptor {
         py: Python<'_>,
         conn: Bound<'_, PyAny>,
         extra: Bound<'_, PyAny>,
+        context: Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let lp = self.loop_.bind(py);
         let mut protocol = None;
@@ -201,6 +218,9 @@ impl Acceptor {
             let kwargs = PyDict::new(py);
             kwargs.set_item("extra", &extra)?;
             kwargs.set_item("server", &self.server)?;
+            if !context.is_none() {
+                kwargs.set_item("context", &context)?;
+            }
             lp.call_method(
                 intern!(py, "_make_socket_transport"),
                 (&conn, p),
@@ -234,6 +254,9 @@ impl Acceptor {
         visit.call(&self.sock)?;
         visit.call(&self.protocol_factory)?;
         visit.call(&self.server)?;
+        if let Some(c) = &self.context {
+            visit.call(c)?;
+        }
         Ok(())
     }
 }

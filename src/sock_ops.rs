@@ -93,7 +93,7 @@ fn wait_for_fd<'py>(
     let py = loop_.py();
     loop_.call_method1(intern!(py, "_ensure_fd_no_transport"), (fd,))?;
     let fd_obj = fd.into_pyobject(py)?.into_any();
-    let handle = LoopCore::add_fd_callback(loop_, &fd_obj, side, op, Args::new())?;
+    let handle = LoopCore::add_fd_callback(loop_, &fd_obj, side, op, Args::new(), None)?;
     let done = FdDone {
         loop_: loop_.clone().unbind(),
         fd,

@@ -12,9 +12,9 @@ Importing ferroloop changes nothing in asyncio by itself.
 from __future__ import annotations
 
 import asyncio as _asyncio
-import sys as _sys
 from typing import Any, Coroutine, TypeVar
 
+from . import _compat
 from ._ferroloop import Handle, TimerHandle
 from .loop import Loop
 
@@ -88,9 +88,10 @@ def _run_legacy(main, *, debug=None):
             loop.close()
 
 
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+class EventLoopPolicy(_compat.DefaultPolicy):  # type: ignore[misc,valid-type]
     """Event loop policy whose loops are ferroloop loops (for older code;
-    policies are deprecated from Python 3.14)."""
+    policies are deprecated from Python 3.14: prefer ``ferroloop.run`` or
+    ``asyncio.Runner(loop_factory=ferroloop.new_event_loop)``)."""
 
     _loop_factory = Loop
 
@@ -99,12 +100,8 @@ class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,val
 
 
 def install() -> None:
-    """Make ferroloop the loop asyncio creates (sets the event loop policy)."""
-    if _sys.version_info >= (3, 12):
-        import warnings
+    """Make ferroloop the loop asyncio creates (sets the event loop policy).
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            _asyncio.set_event_loop_policy(EventLoopPolicy())
-    else:
-        _asyncio.set_event_loop_policy(EventLoopPolicy())
+    From Python 3.14 asyncio deprecates policies and warns here, as
+    ``asyncio.set_event_loop_policy`` does."""
+    _asyncio.set_event_loop_policy(EventLoopPolicy())

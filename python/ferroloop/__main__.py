@@ -10,6 +10,7 @@ import os
 import runpy
 import sys
 import types
+import warnings
 
 import ferroloop
 
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] == "--version":
         print(f"ferroloop {ferroloop.__version__}")
         return
-    ferroloop.install()
+    with warnings.catch_warnings():
+        # Policies are deprecated from 3.14; they are still how asyncio.run()
+        # in an unmodified script finds its loop factory.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ferroloop.install()
     if argv[0] == "-m":
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)

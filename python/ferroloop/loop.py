@@ -19,10 +19,10 @@ import selectors
 import socket
 import sys
 import threading
-import warnings
 import weakref
-from asyncio import base_events, constants, events, trsock, unix_events
+from asyncio import base_events, constants, events, tasks, trsock, unix_events
 
+from . import _compat
 from ._ferroloop import Acceptor, ChildWatcher, LoopCore
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
@@ -76,18 +76,6 @@ class _ReactorSelector:
 _PIDFD = ChildWatcher.supported()
 
 
-def _policy_watcher_is_default() -> bool:
-    """No child watcher chosen by the user: none yet, or the default one.
-
-    A `ThreadedChildWatcher` only ever waits for the pids it is given, so
-    our pidfd watcher can stand in for it. Any other watcher (Safe, Fast,
-    MultiLoop, Pidfd, a custom one) may reap every child itself and must see
-    ours, so then asyncio's path is used.
-    """
-    watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
-    return watcher is None or type(watcher) is unix_events.ThreadedChildWatcher
-
-
 def _reap_in_background(pids) -> None:
     """Wait for children that outlived their loop, so none stays a zombie."""
 
@@ -137,6 +125,7 @@ class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
 
     def __init__(self) -> None:
+        _compat.check_hooks()
         super().__init__(selector=_ReactorSelector(self))
         self._child_watcher = None
         _live_loops.add(self)
@@ -158,26 +147,40 @@ class Loop(LoopCore, _SelectorLoop):
 
     # -- running -----------------------------------------------------------
 
-    def run_forever(self) -> None:
-        """Run until stop() is called."""
-        self._check_closed()
-        self._check_running()
-        self._set_coroutine_origin_tracking(self._debug)
-        old_agen_hooks = sys.get_asyncgen_hooks()
-        try:
-            self._thread_id = threading.get_ident()
-            sys.set_asyncgen_hooks(
-                firstiter=self._asyncgen_firstiter_hook,
-                finalizer=self._asyncgen_finalizer_hook,
-            )
-            events._set_running_loop(self)
-            self._run_core()
-        finally:
-            self._stopping = False
-            self._thread_id = None
-            events._set_running_loop(None)
-            self._set_coroutine_origin_tracking(False)
-            sys.set_asyncgen_hooks(*old_agen_hooks)
+    if _compat.RUN_FOREVER_HOOKS:
+
+        def run_forever(self) -> None:
+            """Run until stop() is called."""
+            # asyncio's own set-up and clean-up (3.13+), so subclasses that
+            # extend them are honoured; the iterations run in Rust.
+            self._run_forever_setup()
+            try:
+                self._run_core()
+            finally:
+                self._run_forever_cleanup()
+
+    else:
+
+        def run_forever(self) -> None:
+            """Run until stop() is called."""
+            self._check_closed()
+            self._check_running()
+            self._set_coroutine_origin_tracking(self._debug)
+            old_agen_hooks = sys.get_asyncgen_hooks()
+            try:
+                self._thread_id = threading.get_ident()
+                sys.set_asyncgen_hooks(
+                    firstiter=self._asyncgen_firstiter_hook,
+                    finalizer=self._asyncgen_finalizer_hook,
+                )
+                events._set_running_loop(self)
+                self._run_core()
+            finally:
+                self._stopping = False
+                self._thread_id = None
+                events._set_running_loop(None)
+                self._set_coroutine_origin_tracking(False)
+                sys.set_asyncgen_hooks(*old_agen_hooks)
 
     def _run_handle_debug(self, handle) -> None:
         """Run one callback in debug mode, warning when it is slow."""
@@ -200,15 +203,18 @@ class Loop(LoopCore, _SelectorLoop):
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT, **context):
         """Accept connections natively (`Acceptor`); TLS servers keep
-        asyncio's accept path, which sets up the TLS protocol."""
+        asyncio's accept path, which sets up the TLS protocol.
+
+        ``context`` (3.15: the server's `contextvars.Context`): each
+        connection's set-up and transport run in a copy of it."""
         if sslcontext:
             return super()._start_serving(protocol_factory, sock, sslcontext, server, backlog,
-                                          ssl_handshake_timeout, ssl_shutdown_timeout)
-        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog))
+                                          ssl_handshake_timeout, ssl_shutdown_timeout, **context)
+        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog, **context))
 
-    def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog):
+    def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog, context):
         """Out of fds (or memory) while accepting: report, pause, retry
         in a second, as asyncio's `_accept_connection` does."""
         self.call_exception_handler({
@@ -217,13 +223,16 @@ class Loop(LoopCore, _SelectorLoop):
             "socket": trsock.TransportSocket(sock),
         })
         self._remove_reader(sock.fileno())
-        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
-                        protocol_factory, sock, None, server, backlog)
+        kwargs = {"context": context} if _compat.TRANSPORT_CONTEXT else {}
+        self.call_later(constants.ACCEPT_RETRY_DELAY, lambda: self._start_serving(
+            protocol_factory, sock, None, server, backlog, **kwargs))
 
     # -- transports --------------------------------------------------------
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return TcpTransport(self, sock, protocol, waiter, extra, server)
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
+                               **context):
+        # ``context``: 3.15's per-transport contextvars.Context.
+        return TcpTransport(self, sock, protocol, waiter, extra, server, **context)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return UdpTransport(self, sock, protocol, address, waiter, extra)
@@ -241,7 +250,7 @@ class Loop(LoopCore, _SelectorLoop):
     ):
         """asyncio's, with child exits watched through pidfds by this loop
         (no thread per child) unless the user installed a child watcher."""
-        if not _PIDFD or not _policy_watcher_is_default():
+        if not _PIDFD or not _compat.default_child_watcher_in_use():
             return await super()._make_subprocess_transport(
                 protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
             )
@@ -257,9 +266,7 @@ class Loop(LoopCore, _SelectorLoop):
         except OSError:
             # No pidfd for this child (fd limit reached, say): asyncio's
             # default watcher waits for it instead.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                watcher = events.get_child_watcher()
+            watcher = _compat.asyncio_child_watcher(self)
             watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
         try:
             await waiter
@@ -267,7 +274,9 @@ class Loop(LoopCore, _SelectorLoop):
             raise
         except BaseException:
             transp.close()
-            await transp._wait()
+            wait = transp._wait()
+            # 3.14 shields it (gh-88050), so a second cancel still reaps.
+            await (tasks.shield(wait) if _compat.SUBPROCESS_SHIELD_WAIT else wait)
             raise
         return transp
 

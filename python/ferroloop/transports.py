@@ -20,6 +20,7 @@ import warnings
 from asyncio import base_events, constants, transports, trsock
 from asyncio.transports import _FlowControlMixin
 
+from ._compat import SERVER_ATTACH_TAKES_TRANSPORT
 from ._ferroloop import ReadPipeCore, SocketTransportCore, WritePipeCore
 
 __all__ = ("TcpTransport", "UdpTransport", "ReadPipeTransport", "WritePipeTransport")
@@ -180,12 +181,16 @@ class TcpTransport(_CoreWriteEof, _SocketTransport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _bound = _SocketTransport._bound + ("write", "writelines")
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
         core = self._setup(
-            loop, sock, extra, lambda fd: SocketTransportCore(loop, sock, fd, protocol, self, server)
+            loop, sock, extra,
+            lambda fd: SocketTransportCore(loop, sock, fd, protocol, self, server, context),
         )
         if server is not None:
-            server._attach()
+            if SERVER_ATTACH_TAKES_TRANSPORT:
+                server._attach(self)
+            else:
+                server._attach()
         base_events._set_nodelay(sock)
         core.start(waiter)
 

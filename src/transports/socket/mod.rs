@@ -50,6 +50,10 @@ pub(super) struct State {
     /// `connection_lost` (it refers back to us).
     owner: Option<Py<PyAny>>,
     server: Option<Py<PyAny>>,
+    /// The `contextvars.Context` every callback of this transport runs in
+    /// (asyncio 3.15's `_SelectorTransport._context`); None: a fresh copy
+    /// of the current context per callback, as before 3.15.
+    context: Option<Py<PyAny>>,
     empty_waiter: Option<Py<PyAny>>,
     buffered: bool,
     protocol_connected: bool,
@@ -88,6 +92,7 @@ pub struct SocketTransportCore {
 }
 
 impl SocketTransportCore {
+    #[allow(clippy::too_many_arguments)]
     fn build(
         loop_: Py<LoopCore>,
         sock: Py<PyAny>,
@@ -95,6 +100,7 @@ impl SocketTransportCore {
         protocol: Bound<'_, PyAny>,
         owner: Py<PyAny>,
         server: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
         datagram: Option<Box<Datagram>>,
     ) -> PyResult<Self> {
         let py = protocol.py();
@@ -108,6 +114,7 @@ impl SocketTransportCore {
                 protocol: Some(protocol.unbind()),
                 owner: Some(owner),
                 server: server.filter(|s| !s.is_none(py)),
+                context: context.filter(|c| !c.is_none(py)),
                 empty_waiter: None,
                 buffered,
                 protocol_connected: true,
@@ -135,6 +142,11 @@ impl SocketTransportCore {
     pub(super) fn is_reading_now(&self, py: Python<'_>) -> bool {
         let st = self.st.borrow(py);
         !st.paused && !st.closing
+    }
+
+    /// The context our callbacks run in, if the transport has one.
+    pub(super) fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.st.borrow(py).context.as_ref().map(|c| c.bind(py).clone())
     }
 
     /// The Python-visible transport (for callbacks, logs and error contexts).
@@ -165,7 +177,9 @@ impl SocketTransportCore {
             Side::Read => intern!(py, "_read_ready"),
             Side::Write => intern!(py, "_write_ready"),
         };
-        let handle = LoopCore::add_fd(&lp, this.fd, side, slf.getattr(name)?, Args::new())?;
+        let context = this.context(py);
+        let handle =
+            LoopCore::add_fd_in(&lp, this.fd, side, slf.getattr(name)?, Args::new(), context)?;
         let old = {
             let mut st = this.st.borrow_mut(py);
             match side {
@@ -219,8 +233,9 @@ impl SocketTransportCore {
         args: Args,
     ) -> PyResult<()> {
         let py = slf.py();
-        match slf.get().loop_(py) {
-            Some(lp) => LoopCore::call_soon(&lp, callback, args, None).map(drop),
+        let this = slf.get();
+        match this.loop_(py) {
+            Some(lp) => LoopCore::call_soon(&lp, callback, args, this.context(py)).map(drop),
             None => Err(PyRuntimeError::new_err("Event loop is closed")),
         }
     }
@@ -295,7 +310,7 @@ impl SocketTransportCore {
 impl SocketTransportCore {
     /// A stream transport (TCP or Unix).
     #[new]
-    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None))]
+    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
     fn new(
         loop_: Py<LoopCore>,
         sock: Py<PyAny>,
@@ -303,8 +318,9 @@ impl SocketTransportCore {
         protocol: Bound<'_, PyAny>,
         owner: Py<PyAny>,
         server: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        Self::build(loop_, sock, fd, protocol, owner, server, None)
+        Self::build(loop_, sock, fd, protocol, owner, server, context, None)
     }
 
     /// A datagram transport (UDP or Unix): `address` is the remote address
@@ -329,6 +345,7 @@ impl SocketTransportCore {
             fd,
             protocol,
             owner,
+            None,
             None,
             Some(datagram),
         )
@@ -511,9 +528,13 @@ impl SocketTransportCore {
             None => Ok(()),
         };
         this.st.borrow_mut(py).loop_ = None;
-        let detached = match &server {
-            Some(s) => s.bind(py).call_method0(intern!(py, "_detach")).map(drop),
-            None => Ok(()),
+        let detached = match (&server, &owner) {
+            // 3.13 made the transport `Server._detach`'s argument.
+            #[cfg(Py_3_13)]
+            (Some(s), Some(o)) => s.bind(py).call_method1(intern!(py, "_detach"), (o,)).map(drop),
+            #[cfg(not(Py_3_13))]
+            (Some(s), _) => s.bind(py).call_method0(intern!(py, "_detach")).map(drop),
+            _ => Ok(()),
         };
         drop((protocol, sock, server, owner));
         lost?;
@@ -534,6 +555,7 @@ impl SocketTransportCore {
                 &st.protocol,
                 &st.owner,
                 &st.server,
+                &st.context,
                 &st.empty_waiter,
             ]
             .into_iter()
@@ -562,6 +584,7 @@ impl SocketTransportCore {
                 st.protocol.take(),
                 st.owner.take(),
                 st.server.take(),
+                st.context.take(),
                 st.empty_waiter.take(),
                 st.reader.take(),
                 st.writer.take(),
