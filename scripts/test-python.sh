@@ -5,9 +5,9 @@
 #   scripts/test-python.sh PYTHON [PROFILE]
 #
 # PYTHON is an interpreter (python3.13, /usr/bin/python3.11, ...). A venv per
-# version is made under $FERROLOOP_VENVS (default: .venvs/ in the checkout)
-# with the test requirements; PROFILE is the Cargo profile (default: ci, a
-# quicker build than release's fat LTO). Results go to target/results/<ver>/:
+# version is made under $FERROLOOP_VENVS (default: .venvs/ in the checkout),
+# or at $FERROLOOP_VENV, with the test requirements; PROFILE is the Cargo
+# profile (default: ci, a quicker build than release's fat LTO). Results go to target/results/<ver>/:
 # unit.xml (pytest's JUnit XML) and conformance.json, read by
 # scripts/version-summary.py. Exits non-zero when either run fails.
 set -uo pipefail
@@ -17,7 +17,7 @@ profile="${2:-ci}"
 cd "$(dirname "$0")/.."
 ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 venvs="${FERROLOOP_VENVS:-$PWD/.venvs}"
-venv="$venvs/py$ver"
+venv="${FERROLOOP_VENV:-$venvs/py$ver}"
 results="target/results/$ver"
 say() { echo "== [python $ver] $*"; }
 
@@ -35,16 +35,18 @@ say "installing the test requirements"
 # new CPython yet: each is tried on its own, and the tests needing a missing
 # one skip with the reason. The summary lists what could not be installed.
 : > "$results/missing-packages"
-while read -r req; do
-    req="${req%%#*}"; req="$(echo "$req" | xargs)"
-    [ -z "$req" ] && continue
-    if ! "$vpy" -m pip install -q "$req" >"$results/pip-$req.log" 2>&1; then
-        say "could not install $req (see $results/pip-$req.log)"
-        echo "$req" >> "$results/missing-packages"
-    else
-        rm -f "$results/pip-$req.log"
-    fi
-done < requirements-test-peers.txt
+peers=$(cat requirements-test-peers.txt requirements-examples.txt requirements-interactive.txt 2>/dev/null \
+        | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$')
+if ! "$vpy" -m pip install -q $peers >"$results/pip-peers.log" 2>&1; then
+    for req in $peers; do
+        if ! "$vpy" -m pip install -q "$req" >"$results/pip-$req.log" 2>&1; then
+            say "could not install $req (see $results/pip-$req.log)"
+            echo "$req" >> "$results/missing-packages"
+        else
+            rm -f "$results/pip-$req.log"
+        fi
+    done
+fi
 
 say "building ferroloop (cargo profile $profile)"
 export CARGO_TARGET_DIR="$PWD/target/py$ver"

@@ -235,8 +235,12 @@ impl Handle {
         if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
             return Err(err);
         }
-        let source =
-            pyhelpers::format_callback_source(py, callback.bind(py), &payload.args_tuple(py)?)?;
+        let source = pyhelpers::format_callback_source(
+            py,
+            callback.bind(py),
+            &payload.args_tuple(py)?,
+            this.loop_.bind(py).get().is_debug(),
+        )?;
         let context = PyDict::new(py);
         context.set_item(
             intern!(py, "message"),
@@ -268,6 +272,7 @@ impl Handle {
                 py,
                 p.callback.bind(py),
                 &p.args_tuple(py)?,
+                this.loop_.bind(py).get().is_debug(),
             )?);
         }
         if let Some(tb) = &this.source_traceback {

@@ -16,6 +16,7 @@
 use pyo3::prelude::*;
 
 mod clock;
+mod compat;
 mod event_loop;
 mod fastcall;
 mod gil_cell;

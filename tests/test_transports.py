@@ -21,6 +21,8 @@ from asyncio import trsock
 
 import pytest
 
+from tests.helpers import PY312, PY313, stdlib_defect
+
 KINDS = ["tcp", "unix"]
 MiB = 1024 * 1024
 SMALL_BUF = 64 * 1024  # kernel socket buffers, so user-space buffering starts early
@@ -312,7 +314,11 @@ def test_buffered_protocol_receives_1mib(loop, kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_write_and_writelines_accept_bytes_like(loop, kind, tmp_path):
+def test_write_and_writelines_accept_bytes_like(loop, kind, tmp_path, request):
+    # asyncio 3.12+ keeps the empty part of writelines([b"g7", b""]) in its
+    # buffer for ever (sendmsg of it sends nothing), so write_eof() never
+    # shuts the socket down; ferroloop drops empty parts.
+    stdlib_defect(request, loop, PY312, "asyncio 3.12+ never flushes an empty writelines() part")
     async def main():
         tr, p, peer = await raw_peer(loop, kind, tmp_path)
         with peer:
@@ -331,7 +337,11 @@ def test_write_and_writelines_accept_bytes_like(loop, kind, tmp_path):
     run(loop, main())
 
 
-def test_write_copies_mutable_data(loop, tmp_path):
+def test_write_copies_mutable_data(loop, tmp_path, request):
+    # From 3.12 asyncio's transports keep a reference to a bytearray that
+    # could not be sent at once, so changing it later changes what the peer
+    # gets; ferroloop copies it, on every version (lost data is worse).
+    stdlib_defect(request, loop, PY312, "asyncio 3.12+ buffers a reference to mutable data")
     payload = os.urandom(4 * MiB)
 
     async def main():
@@ -356,13 +366,17 @@ def test_write_type_errors_match_asyncio(loop, tmp_path):
     async def main():
         tr, p, peer = await raw_peer(loop, "tcp", tmp_path)
         with peer:
+            types = "bytes, bytearray, or memoryview" if PY312 else "bytes-like"
             for bad, name in (("text", "str"), (None, "NoneType"), (123, "int"), ([b"x"], "list")):
                 with pytest.raises(TypeError) as ei:
                     tr.write(bad)
-                assert str(ei.value) == f"data argument must be a bytes-like object, not {name!r}"
+                assert str(ei.value) == f"data argument must be a {types} object, not {name!r}"
             with pytest.raises(TypeError) as ei:
                 tr.writelines(["text"])
-            assert str(ei.value) == "sequence item 0: expected a bytes-like object, str found"
+            if PY312:  # writelines() takes each part through memoryview()
+                assert str(ei.value) == "memoryview: a bytes-like object is required, not 'str'"
+            else:  # write(b"".join(parts))
+                assert str(ei.value) == "sequence item 0: expected a bytes-like object, str found"
             with pytest.raises(TypeError):
                 tr.writelines([b"ok", 5])
             assert not tr.is_closing()
@@ -383,10 +397,13 @@ def test_write_after_write_eof(loop, kind, tmp_path):
             tr.write(b"before")
             tr.write_eof()
             tr.write_eof()  # a second call is a no-op
-            for call in (lambda: tr.write(b"after"), lambda: tr.writelines([b"after"]), lambda: tr.write(b"")):
+            writelines_name = "writelines" if PY312 else "write"  # 3.12: a method of its own
+            for call, name in ((lambda: tr.write(b"after"), "write"),
+                               (lambda: tr.writelines([b"after"]), writelines_name),
+                               (lambda: tr.write(b""), "write")):
                 with pytest.raises(RuntimeError) as ei:
                     call()
-                assert str(ei.value) == "Cannot call write() after write_eof()"
+                assert str(ei.value) == f"Cannot call {name}() after write_eof()"
             assert not tr.is_closing()
             assert await within(read_all(loop, peer)) == b"before"  # then EOF
             # still reading after our half-close
@@ -670,18 +687,24 @@ def test_serve_forever_cancelled_closes_server(loop):
 def test_server_close_keeps_accepted_connections(loop):
     async def main():
         srv = Collect(loop, echo=True)
-        async with await loop.create_server(srv, "127.0.0.1", 0) as server:
-            assert server.is_serving()
-            addr = server.sockets[0].getsockname()
-            tr, p = await loop.create_connection(lambda: Recorder(loop), *addr)
-            await srv.first()
+        server = await loop.create_server(srv, "127.0.0.1", 0)
+        assert server.is_serving()
+        addr = server.sockets[0].getsockname()
+        tr, p = await loop.create_connection(lambda: Recorder(loop), *addr)
+        await srv.first()
+        server.close()
         assert not server.is_serving()
-        await within(server.wait_closed())
+        # From 3.12 wait_closed() also waits for the accepted connections.
+        closed = asyncio.ensure_future(server.wait_closed())
+        if not PY312:
+            await within(closed)
         assert await refused(loop, addr)
         tr.write(b"still echoed")  # accepted connections outlive the server
         await until(lambda: p.data == b"still echoed")
+        assert closed.done() is not PY312
         tr.close()
         assert await within(srv.protos[0].lost) is None
+        await within(closed)
 
     run(loop, main())
 
@@ -1035,7 +1058,8 @@ def test_datagram_sock_argument(loop):
             with pytest.raises(ValueError, match="can not be used when sock is specified"):
                 await loop.create_datagram_endpoint(DatagramRecorder, sock=s2, local_addr=("127.0.0.1", 0))
         with socket.socket() as tcp:
-            with pytest.raises(ValueError, match="A UDP Socket was expected"):
+            # 3.13 says "A datagram socket was expected, got <socket...>".
+            with pytest.raises(ValueError, match="A datagram socket was expected" if PY313 else "A UDP Socket was expected"):
                 await loop.create_datagram_endpoint(DatagramRecorder, sock=tcp)
 
     run(loop, main())

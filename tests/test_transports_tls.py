@@ -149,17 +149,30 @@ def test_tls_echo_and_extra_info(loop, server_ctx, client_ctx):
 
 def test_loop_start_tls_upgrades_plain_connection(loop, server_ctx, client_ctx):
     class Upgrading(Recorder):
+        tls = None
+        replies = ()
+
         def data_received(self, data):
-            if self.transport.get_extra_info("ssl_object") is None and data == b"STARTTLS\n":
+            if self.tls is None and not self.replies and data == b"STARTTLS\n":
                 self.transport.pause_reading()  # nothing more in plain text
                 self.transport.write(b"GO\n")
+                self.replies = []
                 self.upgrade = asyncio.ensure_future(self.do_upgrade())
             else:
+                # Data may arrive through the TLS layer before start_tls()
+                # returns its transport (3.13 does so): reply through it then.
                 super().data_received(data)
-                self.transport.write(data.upper())
+                self.replies.append(data.upper())
+                self.flush()
+
+        def flush(self):
+            while self.tls is not None and self.replies:
+                self.tls.write(self.replies.pop(0))
 
         async def do_upgrade(self):
-            self.transport = await loop.start_tls(self.transport, self, server_ctx, server_side=True)
+            self.tls = await loop.start_tls(self.transport, self, server_ctx, server_side=True)
+            self.transport = self.tls
+            self.flush()
 
     async def main():
         errors = catch_errors(loop)

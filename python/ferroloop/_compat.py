@@ -53,11 +53,18 @@ def set_default_policy_class(cls) -> None:
         asyncio.DefaultEventLoopPolicy = cls
 
 
+if CHILD_WATCHERS:
+    _DEFAULT_WATCHERS = (unix_events.ThreadedChildWatcher,) + (
+        (unix_events.PidfdChildWatcher,) if PY312 else ()
+    )
+
+
 def default_child_watcher_in_use() -> bool:
     """No child watcher chosen by the user: ferroloop's pidfd watcher may
     wait for the loop's children.
 
-    Before 3.14 a `ThreadedChildWatcher` (the default) only ever waits for
+    Before 3.14 a `ThreadedChildWatcher` (the default; from 3.12
+    `PidfdChildWatcher` where pidfds work) only ever waits for
     the pids it is given, so ours can stand in for it; any other watcher
     (Safe, Fast, MultiLoop, Pidfd, a custom one) may reap every child itself
     and must see ours, so asyncio's path is used then. 3.14 has no watchers.
@@ -65,7 +72,9 @@ def default_child_watcher_in_use() -> bool:
     if not CHILD_WATCHERS:
         return True
     watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
-    return watcher is None or type(watcher) is unix_events.ThreadedChildWatcher
+    # 3.12 made PidfdChildWatcher the default where pidfds work; it too
+    # waits only for the pids it is given.
+    return watcher is None or type(watcher) in _DEFAULT_WATCHERS
 
 
 def asyncio_child_watcher(loop):

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import sys
 import unittest
 from unittest import mock
 
 import ferroloop
+from ferroloop import _compat
 
 from .known_failures import STDLIB_LOOP_ONLY
 
@@ -57,6 +59,15 @@ LOOP_AGNOSTIC = (
     "test_pep492",
     "test_threads",
 )
+# Modules newer CPythons added; each version runs its own suite.
+if sys.version_info >= (3, 12):
+    LOOP_AGNOSTIC += ("test_eager_task_factory", "test_staggered")
+if sys.version_info >= (3, 14):
+    # test_graph: asyncio.capture_call_graph; test_tools: `python -m asyncio
+    # ps/pstree`; test_free_threading: tasks from many threads.
+    LOOP_AGNOSTIC += ("test_graph", "test_tools", "test_free_threading")
+if sys.version_info >= (3, 15):
+    LOOP_AGNOSTIC += ("test_server_context",)
 DEFAULT = ("test_events", "test_sock_lowlevel") + LOOP_AGNOSTIC
 # Transports, servers, subprocesses and TLS (ferroloop's native TCP and pipe
 # transports; asyncio's own server, TLS and datagram code on top). Run with
@@ -108,8 +119,9 @@ def _loop_specific(name: str, mod) -> list[type] | None:
     from test.test_asyncio import utils as test_utils
 
     if name == "test_events":
-        # UnixEventLoopTestsMixin = EventLoopTestsMixin + a child watcher.
-        bases = (mod.UnixEventLoopTestsMixin, mod.SubprocessTestsMixin, test_utils.TestCase)
+        # Before 3.14, UnixEventLoopTestsMixin = EventLoopTestsMixin + a child watcher.
+        mixin = getattr(mod, "UnixEventLoopTestsMixin", mod.EventLoopTestsMixin)
+        bases = (mixin, mod.SubprocessTestsMixin, test_utils.TestCase)
         return [_ferro_case(mod, "FerroEventLoopTests", *bases)]
     if name == "test_sock_lowlevel":
         return [_ferro_case(mod, "FerroSockLowlevelTests", mod.BaseSockTestsMixin, test_utils.TestCase)]
@@ -125,9 +137,11 @@ def _loop_specific(name: str, mod) -> list[type] | None:
     # Classes whose setUp builds asyncio.SelectorEventLoop(), plus those already
     # on asyncio.new_event_loop(); the rest of these modules drive mocks or TestLoop.
     if name == "test_unix_events":
+        # PolicyTests (child watchers) went in 3.14, PidfdChildWatcherTests came.
+        others = [getattr(mod, c) for c in ("PolicyTests", "PidfdChildWatcherTests") if hasattr(mod, c)]
         return [_ferro_setup(mod, mod.SelectorEventLoopSignalTests),
                 _ferro_setup(mod, mod.SelectorEventLoopUnixSocketTests),
-                mod.SelectorEventLoopUnixSockSendfileTests, mod.PolicyTests, mod.TestFunctional]
+                mod.SelectorEventLoopUnixSockSendfileTests, *others, mod.TestFunctional]
     if name == "test_base_events":
         # BaseEventLoopTests checks the loop API on a bare BaseEventLoop with a
         # mocked selector; ours gives it a ferroloop loop instead.
@@ -154,6 +168,12 @@ def load(name: str) -> unittest.TestSuite:
 
 def substitute_stdlib_loops() -> None:
     """Give tests that build a stdlib loop only for convenience a ferroloop one."""
+    if _compat.PY313:
+        # `asyncio.EventLoop` (3.13+) is "this platform's loop": tests that
+        # name it (loop_factory=asyncio.EventLoop) get ferroloop's.
+        import asyncio
+
+        asyncio.EventLoop = ferroloop.Loop
     from test.test_asyncio import test_pep492, test_runners, test_tasks
     from test.test_asyncio import utils as test_utils
 

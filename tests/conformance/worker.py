@@ -20,6 +20,7 @@ import json
 import sys
 import time
 import unittest
+import warnings
 from asyncio import base_events
 
 
@@ -34,6 +35,8 @@ def _import_ferroloop(attempts: int = 30):
 
 
 ferroloop = _import_ferroloop()
+
+from ferroloop import _compat  # noqa: E402
 
 from . import suites  # noqa: E402  (imports ferroloop too)
 from .known_failures import NOT_RUN  # noqa: E402
@@ -52,8 +55,10 @@ def install_ferroloop() -> None:
     asyncio then instantiates ``asyncio.DefaultEventLoopPolicy`` afresh, so
     that name is pointed at ferroloop's policy too.
     """
-    asyncio.DefaultEventLoopPolicy = ferroloop.EventLoopPolicy
-    asyncio.set_event_loop_policy(None)
+    _compat.set_default_policy_class(ferroloop.EventLoopPolicy)
+    with warnings.catch_warnings():  # policies are deprecated from 3.14
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(None)
     loop = asyncio.new_event_loop()
     try:
         assert type(loop) is ferroloop.Loop, f"policy gives {type(loop)!r}"

@@ -24,11 +24,28 @@ def _import_ferroloop():
 
 ferroloop = _import_ferroloop()
 
+# The CPython versions whose asyncio behaves differently in what a test
+# checks: the tests follow each version's asyncio, as ferroloop does.
+PY312 = sys.version_info >= (3, 12)
+PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
+PY315 = sys.version_info >= (3, 15)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def is_ferroloop(loop) -> bool:
     return isinstance(loop, ferroloop.Loop)
+
+
+def stdlib_defect(request, loop, when: bool, reason: str) -> None:
+    """On the stdlib loop, when `when`: expect this test to fail (strictly),
+    because that version of asyncio has a defect ferroloop does not share.
+    Each use says which defect; the test still runs on both loops."""
+    if when and not is_ferroloop(loop):
+        import pytest
+
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def timer_count(loop) -> int:

@@ -21,6 +21,7 @@ use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError};
 
 use super::SocketTransportCore;
+use crate::compat;
 use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::{recvfrom_bytes, BufferView, Io};
@@ -162,7 +163,7 @@ impl SocketTransportCore {
                 };
                 let next = d.queue.pop_front();
                 if let Some((data, _)) = &next {
-                    d.size -= data.bind(py).as_bytes().len();
+                    d.size -= data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
                 }
                 next
             };
@@ -174,7 +175,7 @@ impl SocketTransportCore {
                 Err(e) if would_block(py, &e) => {
                     let mut st = this.st.borrow_mut(py);
                     if let Some(d) = st.datagram.as_mut() {
-                        d.size += data.bind(py).as_bytes().len();
+                        d.size += data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
                         d.queue.push_front((data, addr));
                     }
                     break;
@@ -230,7 +231,7 @@ impl SocketTransportCore {
                 kind.repr()?
             )));
         }
-        if data.len()? == 0 {
+        if data.len()? == 0 && !compat::DATAGRAM_SENDS_EMPTY {
             return Ok(());
         }
         let (_, connected, address) = this.datagram_state(py);
@@ -295,7 +296,7 @@ impl SocketTransportCore {
         {
             let mut st = this.st.borrow_mut(py);
             if let Some(d) = st.datagram.as_mut() {
-                d.size += data.bind(py).as_bytes().len();
+                d.size += data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
                 d.queue.push_back((data, addr.unbind()));
             }
         }

@@ -26,6 +26,7 @@ use pyo3::{intern, PyTraverseError};
 use super::flow::Watermarks;
 use super::logger;
 use super::write_buffer::WriteBuffer;
+use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::{Args, Handle};
@@ -146,7 +147,11 @@ impl SocketTransportCore {
 
     /// The context our callbacks run in, if the transport has one.
     pub(super) fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).context.as_ref().map(|c| c.bind(py).clone())
+        self.st
+            .borrow(py)
+            .context
+            .as_ref()
+            .map(|c| c.bind(py).clone())
     }
 
     /// The Python-visible transport (for callbacks, logs and error contexts).
@@ -529,10 +534,10 @@ impl SocketTransportCore {
         };
         this.st.borrow_mut(py).loop_ = None;
         let detached = match (&server, &owner) {
-            // 3.13 made the transport `Server._detach`'s argument.
-            #[cfg(Py_3_13)]
-            (Some(s), Some(o)) => s.bind(py).call_method1(intern!(py, "_detach"), (o,)).map(drop),
-            #[cfg(not(Py_3_13))]
+            (Some(s), Some(o)) if compat::SERVER_DETACH_TAKES_TRANSPORT => s
+                .bind(py)
+                .call_method1(intern!(py, "_detach"), (o,))
+                .map(drop),
             (Some(s), _) => s.bind(py).call_method0(intern!(py, "_detach")).map(drop),
             _ => Ok(()),
         };

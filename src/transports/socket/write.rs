@@ -8,15 +8,19 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList};
 
 use super::SocketTransportCore;
+use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::reactor::{os_error, Side};
 use crate::sysio::BufferView;
 use crate::transports::flow;
 use crate::transports::logger;
 use crate::transports::write_buffer::WriteBuffer;
+
+static MEMORYVIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
@@ -57,150 +61,10 @@ fn shutdown_write(fd: RawFd) -> PyResult<()> {
 }
 
 impl SocketTransportCore {
-    pub(super) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_control(py, true)
-    }
-
-    pub(super) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_control(py, false)
-    }
-
-    fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.pending();
-            let due = if pause {
-                st.flow.begin_pause(size)
-            } else {
-                st.flow.begin_resume(size)
-            };
-            match (&st.protocol, due) {
-                (Some(p), true) => p.clone_ref(py),
-                _ => return Ok(()),
-            }
-        };
-        flow::notify(
-            self.loop_(py).as_ref(),
-            protocol.bind(py),
-            &self.owner(py),
-            pause,
-        )
-    }
-
-    /// Queue what `send` did not take, start watching for writability.
-    /// `write()`'s checks, in asyncio's order. `None`: nothing to send (no
-    /// data, or the connection is lost); else whether the buffer is empty.
-    fn admit_write(&self, py: Python<'_>, empty_data: bool) -> PyResult<Option<bool>> {
-        let mut st = self.st.borrow_mut(py);
-        if st.eof {
-            return Err(PyRuntimeError::new_err(
-                "Cannot call write() after write_eof()",
-            ));
-        }
-        if st.empty_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "unable to write; sendfile is in progress",
-            ));
-        }
-        if empty_data {
-            return Ok(None);
-        }
-        if st.conn_lost > 0 {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
-            drop(st);
-            if warn {
-                logger(py)?
-                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
-            }
-            return Ok(None);
-        }
-        Ok(Some(st.buffer.is_empty()))
-    }
-
-    fn buffer_rest(
-        slf: &Bound<'_, Self>,
-        data: &Bound<'_, PyAny>,
-        bytes: &[u8],
-        sent: usize,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let start_writer = {
-            let mut st = this.st.borrow_mut(py);
-            let was_empty = st.buffer.is_empty();
-            match data.cast::<PyBytes>() {
-                Ok(b) => st.buffer.push_shared(b.clone().unbind(), sent, bytes.len()),
-                Err(_) => st.buffer.push_copy(&bytes[sent..]),
-            }
-            was_empty
-        };
-        if start_writer {
-            Self::register(slf, Side::Write)?;
-        }
-        this.maybe_pause_protocol(py)
-    }
-}
-
-pub(in crate::transports) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
-    let ptr = data.as_ptr();
-    // SAFETY: type checks on a live object.
-    unsafe {
-        ffi::PyBytes_Check(ptr) != 0
-            || ffi::PyByteArray_Check(ptr) != 0
-            || ffi::PyMemoryView_Check(ptr) != 0
-    }
-}
-
-#[pymethods]
-impl SocketTransportCore {
-    // -- asyncio.WriteTransport --------------------------------------------
-
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !is_bytes_like(data) {
-            let kind = data.get_type().name()?;
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {}",
-                kind.repr()?
-            )));
-        }
-        let empty_data = match data.cast::<PyBytes>() {
-            Ok(b) => b.as_bytes().is_empty(),
-            Err(_) => data.len()? == 0,
-        };
-        let Some(buffer_empty) = this.admit_write(py, empty_data)? else {
-            return Ok(());
-        };
-
-        // bytes are read in place; other buffers through an export.
-        let view;
-        let bytes: &[u8] = match data.cast::<PyBytes>() {
-            Ok(b) => b.as_bytes(),
-            Err(_) => {
-                view = BufferView::new(data, false)?;
-                // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
-                unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
-            }
-        };
-        let mut sent = 0;
-        if buffer_empty {
-            match send_now(this.live_fd(py)?, bytes) {
-                Sent::All => return Ok(()),
-                Sent::Part(n) => sent = n,
-                Sent::Failed(e) => {
-                    return Self::fatal_error(slf, e, "Fatal write error on socket transport")
-                }
-            }
-        }
-        Self::buffer_rest(slf, data, bytes, sent)
-    }
-
     /// asyncio 3.11's `write(b''.join(list_of_data))`, without the join:
     /// the parts go out in one `sendmsg` (bytes by reference, others copied
     /// now, as the join would).
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn writelines_joined(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let joined = |parts: &Bound<'_, PyAny>| -> PyResult<()> {
@@ -250,6 +114,223 @@ impl SocketTransportCore {
             Self::register(slf, Side::Write)?;
         }
         this.maybe_pause_protocol(py)
+    }
+
+    /// asyncio 3.12+'s `writelines`: its own checks and messages, each part
+    /// taken as `memoryview(part)` would (bytes by reference; mutable
+    /// parts copied now, so later changes cannot reach the peer), then one
+    /// flush of the whole buffer at once.
+    fn writelines_views(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let st = this.st.borrow(py);
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ));
+            }
+        }
+        if !list_of_data.is_truthy()? {
+            return Ok(());
+        }
+        if this.note_lost_write(py)? {
+            return Ok(());
+        }
+        let mut chunks = WriteBuffer::default();
+        for part in list_of_data.try_iter()? {
+            let part = part?;
+            if let Ok(b) = part.cast::<PyBytes>() {
+                chunks.push_shared(b.clone().unbind(), 0, b.as_bytes().len());
+                continue;
+            }
+            // memoryview()'s own TypeError for what is not a buffer.
+            let view_obj = if is_bytes_like(&part) {
+                part
+            } else {
+                MEMORYVIEW
+                    .import(py, "builtins", "memoryview")?
+                    .call1((part,))?
+            };
+            let view = BufferView::new(&view_obj, false)?;
+            // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
+            chunks.push_copy(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) });
+        }
+        this.st.borrow_mut(py).buffer.append(&mut chunks);
+        Self::_write_ready(slf)?;
+        if this.st.borrow(py).buffer.is_empty() {
+            return Ok(());
+        }
+        Self::register(slf, Side::Write)?;
+        this.maybe_pause_protocol(py)
+    }
+
+    pub(super) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_control(py, true)
+    }
+
+    pub(super) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_control(py, false)
+    }
+
+    fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
+        let protocol = {
+            let mut st = self.st.borrow_mut(py);
+            let size = st.pending();
+            let due = if pause {
+                st.flow.begin_pause(size)
+            } else {
+                st.flow.begin_resume(size)
+            };
+            match (&st.protocol, due) {
+                (Some(p), true) => p.clone_ref(py),
+                _ => return Ok(()),
+            }
+        };
+        flow::notify(
+            self.loop_(py).as_ref(),
+            protocol.bind(py),
+            &self.owner(py),
+            pause,
+        )
+    }
+
+    /// Queue what `send` did not take, start watching for writability.
+    /// `write()`'s checks, in asyncio's order. `None`: nothing to send (no
+    /// data, or the connection is lost); else whether the buffer is empty.
+    fn admit_write(&self, py: Python<'_>, empty_data: bool) -> PyResult<Option<bool>> {
+        let st = self.st.borrow(py);
+        if st.eof {
+            return Err(PyRuntimeError::new_err(
+                "Cannot call write() after write_eof()",
+            ));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "unable to write; sendfile is in progress",
+            ));
+        }
+        if empty_data {
+            return Ok(None);
+        }
+        let empty = st.buffer.is_empty();
+        drop(st);
+        if self.note_lost_write(py)? {
+            return Ok(None);
+        }
+        Ok(Some(empty))
+    }
+
+    /// A write after the connection was lost: counted, and logged past
+    /// asyncio's threshold. True if the connection is lost.
+    fn note_lost_write(&self, py: Python<'_>) -> PyResult<bool> {
+        let mut st = self.st.borrow_mut(py);
+        if st.conn_lost == 0 {
+            return Ok(false);
+        }
+        let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+        st.conn_lost += 1;
+        drop(st);
+        if warn {
+            logger(py)?
+                .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+        }
+        Ok(true)
+    }
+
+    fn buffer_rest(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        bytes: &[u8],
+        sent: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let start_writer = {
+            let mut st = this.st.borrow_mut(py);
+            let was_empty = st.buffer.is_empty();
+            match data.cast::<PyBytes>() {
+                Ok(b) => st.buffer.push_shared(b.clone().unbind(), sent, bytes.len()),
+                Err(_) => st.buffer.push_copy(&bytes[sent..]),
+            }
+            was_empty
+        };
+        if start_writer {
+            Self::register(slf, Side::Write)?;
+        }
+        this.maybe_pause_protocol(py)
+    }
+}
+
+pub(in crate::transports) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
+    let ptr = data.as_ptr();
+    // SAFETY: type checks on a live object.
+    unsafe {
+        ffi::PyBytes_Check(ptr) != 0
+            || ffi::PyByteArray_Check(ptr) != 0
+            || ffi::PyMemoryView_Check(ptr) != 0
+    }
+}
+
+#[pymethods]
+impl SocketTransportCore {
+    // -- asyncio.WriteTransport --------------------------------------------
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !is_bytes_like(data) {
+            let kind = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "{}, not {}",
+                compat::WRITE_TYPE_ERROR,
+                kind.repr()?
+            )));
+        }
+        let empty_data = match data.cast::<PyBytes>() {
+            Ok(b) => b.as_bytes().is_empty(),
+            Err(_) => data.len()? == 0,
+        };
+        let Some(buffer_empty) = this.admit_write(py, empty_data)? else {
+            return Ok(());
+        };
+
+        // bytes are read in place; other buffers through an export.
+        let view;
+        let bytes: &[u8] = match data.cast::<PyBytes>() {
+            Ok(b) => b.as_bytes(),
+            Err(_) => {
+                view = BufferView::new(data, false)?;
+                // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
+                unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
+            }
+        };
+        let mut sent = 0;
+        if buffer_empty {
+            match send_now(this.live_fd(py)?, bytes) {
+                Sent::All => return Ok(()),
+                Sent::Part(n) => sent = n,
+                Sent::Failed(e) => {
+                    return Self::fatal_error(slf, e, "Fatal write error on socket transport")
+                }
+            }
+        }
+        Self::buffer_rest(slf, data, bytes, sent)
+    }
+
+    /// `writelines`, as the running CPython's asyncio has it (see
+    /// `compat::WRITELINES_BY_MEMORYVIEW`).
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if compat::WRITELINES_BY_MEMORYVIEW {
+            Self::writelines_views(slf, list_of_data)
+        } else {
+            Self::writelines_joined(slf, list_of_data)
+        }
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
