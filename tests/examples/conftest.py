@@ -9,8 +9,9 @@ that misbehaves the same way on both loops still fails.
 
 * ``run_example(path, *args, loop=...)``  -> ``Run`` (one run)
 * ``run_both(path, *args, ...)``          -> ``Both`` (both runs, compared)
-* ``start_example(path, *args, loop=...)`` -> ``Popen`` (for tests that drive
-  a server: connect to it, signal it, read its output)
+* ``LiveExample(path, *args, loop=...)`` -> a running example for tests that
+  drive a server (connect to it, signal it, wait for its output lines);
+  ``connect``, ``recv_line``, ``recv_exactly`` for blocking test clients
 * ``LOOPS`` / the ``example_loop`` fixture - parametrize a test over both loops
 * ``free_port()``, ``wait_for_port()``
 * ``pg`` - a throwaway PostgreSQL cluster for the session (initdb into a temp
@@ -252,23 +253,112 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def read_until(stream, needle: str, timeout: float = 10) -> str:
-    """Read lines from a text pipe until one contains ``needle``."""
-    seen: list[str] = []
-    done = threading.Event()
+class LiveExample:
+    """A running example that a test talks to (a server, a signal target).
 
-    def reader():
+    Its stdout and stderr are read by background threads as they come, so a
+    test can wait for a line (``wait_for``) and still get the whole output
+    at the end (``stop`` / ``wait``). Use as a context manager: on exit the
+    process group is killed if still running.
+    """
+
+    def __init__(self, path, *args, loop: str, env: dict | None = None):
+        self.loop = loop
+        self.proc = start_example(path, *args, loop=loop, env=env)
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._pump, args=(s, buf), daemon=True)
+                         for s, buf in ((self.proc.stdout, self._out),
+                                        (self.proc.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+
+    def _pump(self, stream, buf):
         for line in stream:
-            seen.append(line)
-            if needle in line:
-                break
-        done.set()
+            with self._cond:
+                buf.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
 
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    if not done.wait(timeout):
-        pytest.fail(f"{needle!r} not seen within {timeout}s; got:\n{''.join(seen)}")
-    return "".join(seen)
+    @property
+    def stdout(self) -> str:
+        with self._cond:
+            return "".join(self._out)
+
+    @property
+    def stderr(self) -> str:
+        with self._cond:
+            return "".join(self._err)
+
+    def count(self, needle: str) -> int:
+        with self._cond:
+            return sum(needle in line for line in self._out)
+
+    def wait_for(self, needle: str, times: int = 1, timeout: float = 15) -> None:
+        """Wait until ``needle`` has appeared in ``times`` stdout lines."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(needle in line for line in self._out) < times:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not any(
+                        t.is_alive() for t in self._readers)):
+                    pytest.fail(f"[{self.loop}] {needle!r} (x{times}) not seen; stdout:\n"
+                                f"{''.join(self._out)}\nstderr:\n{''.join(self._err)}",
+                                pytrace=False)
+                self._cond.wait(min(left, 0.1))
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 20) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            pytest.fail(f"[{self.loop}] the example did not exit within {timeout}s; "
+                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}", pytrace=False)
+        for t in self._readers:
+            t.join(5)
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            _kill_group(self.proc)
+            self.proc.wait(10)
+        for t in self._readers:
+            t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_line(sock: socket.socket) -> bytes:
+    """One ``\\n``-terminated line from a blocking socket (b'' at EOF)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def connect(port: int, timeout: float = 10) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
 
 # -- PostgreSQL -------------------------------------------------------------------
