@@ -25,7 +25,10 @@ def timed(both, name: str) -> list[float]:
     return found
 
 
-def about(values, expected, tol=0.6):
+def about(values, expected, tol=None):
+    """Each nominal duration is about ``expected`` (never less; a loaded
+    machine may add some: at --scale 0.1 a nominal second is 100 ms)."""
+    tol = max(0.6, expected * 0.4) if tol is None else tol
     for v in values:
         assert expected - 0.05 <= v <= expected + tol, (values, expected)
 
@@ -100,7 +103,7 @@ def test_shield():
         "Was the task cancelled? False", "finished sleeping for 10 second(s)",
         "finished in 10 second(s)", "finished main in <T>",
     ]
-    about(timed(both, "main"), 10.0, tol=1.0)
+    about(timed(both, "main"), 10.0)
 
 
 def test_to_thread():
