@@ -6,7 +6,10 @@ connected users as ``<name>: <line>``; joins and departures are announced.
 Several clients (``asyncio.open_connection``) join, chat concurrently, and
 leave; each checks that it saw exactly the lines it should, with every
 sender's messages in order. A client with a bad handshake is rejected, a
-duplicate name is refused. Then the server shuts down cleanly.
+duplicate name is refused. A user who stays silent longer than the idle
+timeout (60 s, as in the notes; a second server with a short one shows it)
+is told so, disconnected and removed, and the others are told. Then the
+server shuts down cleanly.
 
     python examples/chat_server.py
     python -m ferroloop examples/chat_server.py
@@ -20,10 +23,13 @@ import time
 HOST = "127.0.0.1"
 TIMEOUT = 5.0  # safety net: no single step may hang the program
 N_MESSAGES = 50  # per client
+IDLE_TIMEOUT = 60.0  # seconds a user may stay silent (the notes' value)
+SHORT_IDLE = 0.3  # for the idle-timeout demonstration
 
 
 class ChatServer:
-    def __init__(self) -> None:
+    def __init__(self, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.idle_timeout = idle_timeout
         self.writers: dict[str, asyncio.StreamWriter] = {}
         self.handlers: set[asyncio.Task] = set()
         self.broadcasts = 0
@@ -58,14 +64,22 @@ class ChatServer:
         self.writers[name] = writer
         await self.send(writer, f"WELCOME {name}, {len(self.writers)} user(s) online")
         await self.broadcast(f"{name} connected")
+        farewell = f"{name} has left the chat"
         try:
-            while line := await reader.readline():
+            while line := await asyncio.wait_for(reader.readline(), self.idle_timeout):
                 await self.broadcast(f"{name}: {line.decode().rstrip()}")
         except ConnectionError:
             pass
-        finally:
+        except asyncio.TimeoutError:
+            farewell = f"{name} was idle too long and was disconnected"
             del self.writers[name]
-            await self.broadcast(f"{name} has left the chat")
+            try:
+                await self.send(writer, f"BYE {name}, idle for {self.idle_timeout:g} s")
+            except ConnectionError:
+                pass
+        finally:
+            self.writers.pop(name, None)
+            await self.broadcast(farewell)
 
     async def send(self, writer: asyncio.StreamWriter, text: str) -> None:
         writer.write(text.encode() + b"\n")
@@ -185,10 +199,45 @@ async def main() -> None:
 
     total_msgs = N_MESSAGES * len(names)
     assert server.broadcasts == total_msgs + 2 * len(names), server.broadcasts
+
+    # The idle timeout: erin chats, then falls silent; she is disconnected
+    # and removed, and frank (who keeps talking) is told.
+    idle_server = ChatServer(idle_timeout=SHORT_IDLE)
+    idle_port = await idle_server.start()
+    erin, frank = ChatClient("erin"), ChatClient("frank")
+    assert (await erin.connect(idle_port)).startswith("WELCOME erin")
+    await erin.expect("erin connected")
+    assert (await frank.connect(idle_port)).startswith("WELCOME frank")
+    for c in (erin, frank):
+        await c.expect("frank connected")
+    await erin.send_line("anyone there?")
+    for c in (erin, frank):
+        await c.expect("erin: anyone there?")
+    t_idle = time.perf_counter()
+    for i in range(6):  # frank keeps talking, more often than the idle timeout
+        await asyncio.sleep(SHORT_IDLE / 3)
+        await frank.send_line(f"ping {i}")
+    got = [await frank.next_line() for _ in range(7)]
+    assert "erin was idle too long and was disconnected" in got, got
+    assert [g for g in got if g.startswith("frank: ")] == [f"frank: ping {i}" for i in range(6)]
+    erin_lines = []
+    while (line := await erin.next_line()) != "<EOF>":
+        erin_lines.append(line)
+    assert erin_lines[-1] == f"BYE erin, idle for {SHORT_IDLE:g} s", erin_lines
+    assert time.perf_counter() - t_idle >= SHORT_IDLE
+    assert list(idle_server.writers) == ["frank"], idle_server.writers
+    await erin.leave()
+    await frank.leave()
+    async with asyncio.timeout(TIMEOUT):
+        while idle_server.writers or idle_server.handlers:
+            await asyncio.sleep(0.005)
+    await idle_server.close()
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    assert not others, others
     elapsed = time.perf_counter() - start
     print(f"chat_server: {len(names)} users exchanged {total_msgs} messages "
           f"({total_msgs * len(names)} deliveries checked), {server.broadcasts} "
-          f"broadcasts, 2 bad handshakes rejected; {elapsed:.2f}s")
+          f"broadcasts, 2 bad handshakes rejected, 1 idle user dropped; {elapsed:.2f}s")
 
 
 if __name__ == "__main__":
