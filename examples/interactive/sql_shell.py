@@ -40,10 +40,10 @@ async def run_query(number: int, query: str, pool: asyncpg.Pool, ui: TerminalUI)
             statement = await connection.prepare(query)
             rows = await statement.fetch()
             status = statement.get_statusmsg()
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            columns = [a.name for a in statement.get_attributes()]
+    except Exception as exc:  # the shell reports any failure and goes on
         ui.add(f"[{number}] ERROR {type(exc).__name__}: {exc} ({elapsed(start)})")
         return
-    columns = [a.name for a in statement.get_attributes()]
     if columns:
         ui.add(f"[{number}] {len(rows)} row{'s' * (len(rows) != 1)} ({elapsed(start)}): {query}")
         if rows:
