@@ -69,7 +69,7 @@ async def main(dsn: str | None, pool_size: int) -> None:
             return
         try:
             async with pool.acquire() as connection:
-                version = await connection.fetchval("SHOW server_version")
+                version = connection.get_settings().server_version.split()[0]
             ui.add(f"Connected to PostgreSQL {version}, pool of {pool_size}. "
                    "Type queries; \\q quits.")
             number = 0
