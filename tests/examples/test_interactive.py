@@ -40,6 +40,9 @@ except ImportError:  # tests/examples is not a package
     import interactive_helpers as ih
 
 IN_CI = bool(os.environ.get("CI"))
+# What must never show up in a program's output.
+NOISE = ("Traceback", "Exception ignored", "was destroyed but it is pending",
+         "Task exception was never retrieved", "Unclosed", "ResourceWarning")
 LOOPS = ["stdlib", "ferroloop"]
 
 
@@ -51,7 +54,8 @@ def unavailable(why: str):
 
 
 @pytest.fixture(params=LOOPS)
-def loop(request) -> str:
+def loop_name(request) -> str:
+    """"stdlib": ``python prog.py``; "ferroloop": ``python -m ferroloop prog.py``."""
     return request.param
 
 
@@ -83,7 +87,8 @@ def assert_clean_exit(term: ih.Terminal, timeout: float = 10.0) -> None:
     code = term.wait_exit(timeout)
     time.sleep(0.05)  # the last output reaches the reader
     raw = term.raw.decode(errors="replace")
-    assert "Traceback" not in raw, raw
+    for bad in NOISE:
+        assert bad not in raw, raw
     assert code == 0, f"exit status {code}; the screen:\n{term.text()}"
     assert term.attrs_restored(), "terminal attributes not restored"
     assert not fcntl.fcntl(term.slave, fcntl.F_GETFL) & os.O_NONBLOCK, \
@@ -101,9 +106,9 @@ def assert_stdout_blocking(term: ih.Terminal) -> None:
 
 # -- the delay app ----------------------------------------------------------------
 
-def test_delay_app(loop, terminal):
+def test_delay_app(loop_name, terminal):
     rows = 12  # 11 message rows: the message store keeps the newest 11
-    term = terminal(cmd(loop, "delay_app.py"), rows=rows, cols=60)
+    term = terminal(cmd(loop_name, "delay_app.py"), rows=rows, cols=60)
     term.wait_prompt("delay> ")
     assert term.in_cbreak(), "the program should switch the terminal to cbreak mode"
     assert term.message_lines() == []
@@ -159,8 +164,8 @@ def test_delay_app(loop, terminal):
     assert term.message_lines() == expected[-(rows - 1):]
 
 
-def test_delay_app_ctrl_d_and_resize(loop, terminal):
-    term = terminal(cmd(loop, "delay_app.py"), rows=8, cols=50)
+def test_delay_app_ctrl_d_and_resize(loop_name, terminal):
+    term = terminal(cmd(loop_name, "delay_app.py"), rows=8, cols=50)
     term.wait_prompt("delay> ")
     for n in range(4):
         term.type(f"0.0{n}\n")
@@ -237,15 +242,15 @@ class RawChatUser:
         self.sock.close()
 
 
-def test_chat_client(loop, terminal):
-    server = ChatServerProcess(loop)
+def test_chat_client(loop_name, terminal):
+    server = ChatServerProcess(loop_name)
     bob = None
     try:
         bob = RawChatUser(server.port, "bob")
         bob.expect("WELCOME bob, 1 user(s) online")
         bob.expect("bob connected")
 
-        term = terminal(cmd(loop, "chat_client.py", "--port", str(server.port)))
+        term = terminal(cmd(loop_name, "chat_client.py", "--port", str(server.port)))
         term.wait_prompt("Enter username: ")
         term.type("alcie\x7f\x7f\x7fice\n")  # a typo, corrected with backspace
         term.wait_text("alice connected")
@@ -283,7 +288,7 @@ def test_chat_client(loop, terminal):
         term.wait_text("Not connected, not sent: still there?")
 
         # The server comes back on the same port: /reconnect.
-        server = ChatServerProcess(loop, server.port)
+        server = ChatServerProcess(loop_name, server.port)
         term.type("/reconnect\n")
         term.wait_text("WELCOME alice, 1 user(s) online")
         term.type("back again\n")
@@ -377,8 +382,8 @@ def pg_dsn():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_sql_shell(loop, terminal, pg_dsn):
-    term = terminal(cmd(loop, "sql_shell.py", "--dsn", pg_dsn), rows=30, cols=100)
+def test_sql_shell(loop_name, terminal, pg_dsn):
+    term = terminal(cmd(loop_name, "sql_shell.py", "--dsn", pg_dsn), rows=30, cols=100)
     term.wait_text("Connected to PostgreSQL")
     term.wait_prompt("sql> ")
 
@@ -431,8 +436,8 @@ def test_sql_shell(loop, terminal, pg_dsn):
     assert_clean_exit(term)
 
 
-def test_sql_shell_ctrl_c_during_query(loop, terminal, pg_dsn):
-    term = terminal(cmd(loop, "sql_shell.py", "--dsn", pg_dsn), rows=10, cols=80)
+def test_sql_shell_ctrl_c_during_query(loop_name, terminal, pg_dsn):
+    term = terminal(cmd(loop_name, "sql_shell.py", "--dsn", pg_dsn), rows=10, cols=80)
     term.wait_prompt("sql> ")
     term.wait_text("Connected to PostgreSQL")
     term.type("SELECT pg_sleep(60)\n")
@@ -510,11 +515,11 @@ def xvfb():
 
 
 class StressTesterProcess:
-    def __init__(self, loop: str, display: ih.Xvfb) -> None:
+    def __init__(self, command: list[str], display: ih.Xvfb) -> None:
         self.lines: list[str] = []
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
-            cmd(loop, "stress_tester.py"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, cwd=ih.REPO, env=dict(display.env(), PYTHONUNBUFFERED="1"),
             start_new_session=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -560,8 +565,8 @@ class StressTesterProcess:
 def stress_tester(xvfb):
     started = []
 
-    def start(loop: str) -> StressTesterProcess:
-        app = StressTesterProcess(loop, xvfb)
+    def start(command: list[str]) -> StressTesterProcess:
+        app = StressTesterProcess(command, xvfb)
         started.append(app)
         return app
 
@@ -579,13 +584,14 @@ def fill_and_submit(x: ih.Xvfb, app: StressTesterProcess, url: str, count: int) 
     x.click(*app.at["submit"])
 
 
-def test_stress_tester(loop, xvfb, stress_tester, tmp_path):
+def test_stress_tester(loop_name, xvfb, stress_tester, tmp_path):
     server = CountingHTTPServer()
     try:
-        app = stress_tester(loop)
+        # Started as a user would: python prog.py / python -m ferroloop prog.py
+        app = stress_tester(cmd(loop_name, "stress_tester.py"))
         # The loop in the worker thread is the one the program was started on.
         assert app.lines[0].startswith("asyncio loop: "), app.lines[0]
-        assert ("ferroloop" in app.lines[0]) == (loop == "ferroloop"), app.lines[0]
+        assert ("ferroloop" in app.lines[0]) == (loop_name == "ferroloop"), app.lines[0]
         fill_and_submit(xvfb, app, server.url, 250)
         app.wait_line(rf"started 250 requests to {re.escape(server.url)}")
         done = app.wait_line(r"finished: bar (\d+)/(\d+), (\d+) completed, (\d+) errors")
@@ -595,7 +601,7 @@ def test_stress_tester(loop, xvfb, stress_tester, tmp_path):
         assert bar[-1] == (250, 250)
         assert [v for v, _ in bar] == sorted(v for v, _ in bar), "the bar went backwards"
 
-        shot = tmp_path / f"stress_tester_{loop}.png"
+        shot = tmp_path / f"stress_tester_{loop_name}.png"
         time.sleep(0.2)  # the last redraw
         xvfb.screenshot_png(str(shot), crop=app.window)
         assert ih.png_size(str(shot)) == app.window[2:]
@@ -607,15 +613,18 @@ def test_stress_tester(loop, xvfb, stress_tester, tmp_path):
         assert app.proc.wait(10) == 0
         app.reader.join(5)
         assert app.lines[-1] == "loop thread stopped", app.lines
-        assert not any("Traceback" in line for line in app.lines), app.lines
+        assert not [line for line in app.lines for bad in NOISE if bad in line], app.lines
     finally:
         server.close()
 
 
-def test_stress_tester_cancel(loop, xvfb, stress_tester, tmp_path):
+def test_stress_tester_cancel(loop_name, xvfb, stress_tester, tmp_path):
     server = CountingHTTPServer(delay=0.02)  # at most ~1000 requests/s with 20 at once
     try:
-        app = stress_tester(loop)
+        # The other way to choose the worker thread's loop: the --loop flag.
+        flag = "ferroloop" if loop_name == "ferroloop" else "asyncio"
+        app = stress_tester(ih.program_cmd("asyncio", "stress_tester.py", "--loop", flag))
+        assert ("ferroloop" in app.lines[0]) == (loop_name == "ferroloop"), app.lines[0]
         total = 5000
         fill_and_submit(xvfb, app, server.url, total)
         app.wait_line(r"progress (\d{3,})/5000")  # some progress, then Cancel
@@ -632,7 +641,7 @@ def test_stress_tester_cancel(loop, xvfb, stress_tester, tmp_path):
         time.sleep(0.5)
         assert server.requests() == seen, "requests went on after the cancel"
         assert app.progress()[-1] == (bar, total), "the bar moved after the cancel"
-        xvfb.screenshot_png(str(tmp_path / f"stress_tester_cancelled_{loop}.png"),
+        xvfb.screenshot_png(str(tmp_path / f"stress_tester_cancelled_{loop_name}.png"),
                             crop=app.window)
 
         # The window is usable again: a second, small run completes.
@@ -647,5 +656,8 @@ def test_stress_tester_cancel(loop, xvfb, stress_tester, tmp_path):
         assert server.requests() == seen + 40
         xvfb.key("Escape")
         assert app.proc.wait(10) == 0
+        app.reader.join(5)
+        assert app.lines[-1] == "loop thread stopped", app.lines
+        assert not [line for line in app.lines for bad in NOISE if bad in line], app.lines
     finally:
         server.close()
