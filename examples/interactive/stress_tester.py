@@ -92,12 +92,23 @@ class StressTest:
         self._lock = threading.Lock()
         self._completed = 0
         self._errors = 0
+        self._entered = False  # _run() began (under the lock)
+        self._finished = threading.Event()  # _run() is over, cleanup included
         self.future: concurrent.futures.Future | None = None
 
     def progress(self) -> tuple[int, int]:
         """(completed, errors): safe to call from any thread."""
         with self._lock:
             return self._completed, self._errors
+
+    def done(self) -> bool:
+        """The run is over: its requests and tasks have all ended."""
+        if self.future is None or not self.future.done():
+            return False
+        # The future is cancelled at once, the task ends a bit later; when
+        # cancelled before it began, the coroutine never ran at all.
+        with self._lock:
+            return self._finished.is_set() or not self._entered
 
     def start(self) -> concurrent.futures.Future:
         self.future = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
@@ -108,6 +119,14 @@ class StressTest:
             self.loop.call_soon_threadsafe(self.future.cancel)
 
     async def _run(self) -> None:
+        with self._lock:
+            self._entered = True
+        try:
+            await self._requests()
+        finally:
+            self._finished.set()
+
+    async def _requests(self) -> None:
         issued = 0
 
         async def worker(session: aiohttp.ClientSession) -> None:
@@ -220,9 +239,9 @@ class StressTesterApp:
         test = self.test
         if test is None:
             return
+        done = test.done()  # before reading the progress: it is final then
         completed, errors = test.progress()
         self.bar.configure(value=completed)
-        done = test.future is not None and test.future.done()
         text = f"{completed}/{test.total} requests, {errors} errors"
         if done:
             seconds = time.perf_counter() - self.started

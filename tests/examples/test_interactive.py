@@ -654,8 +654,17 @@ def test_stress_tester_cancel(loop_name, xvfb, stress_tester, tmp_path):
                               start=n)
         assert again.groups() == ("40", "40", "40", "0"), again.group(0)
         assert server.requests() == seen + 40
+
+        # Quitting in the middle of a run stops it and the loop thread.
+        n = len(app.lines)
+        xvfb.click(*app.at["count"])
+        xvfb.key("ctrl+a", "ctrl+k")
+        xvfb.type(str(total))
+        xvfb.click(*app.at["submit"])
+        app.wait_line(r"progress [1-9]\d*/5000", start=n)
         xvfb.key("Escape")
         assert app.proc.wait(10) == 0
+        assert server.requests() < seen + 40 + total
         app.reader.join(5)
         assert app.lines[-1] == "loop thread stopped", app.lines
         assert not [line for line in app.lines for bad in NOISE if bad in line], app.lines
