@@ -302,6 +302,6 @@ def png_size(path: str) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-def have(*tools: str) -> list[str]:
+def missing_tools(*tools: str) -> list[str]:
     """The tools among ``tools`` that are missing from PATH."""
     return [t for t in tools if shutil.which(t) is None]

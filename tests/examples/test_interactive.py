@@ -17,7 +17,6 @@ with scripts/install-interactive-deps.sh and requirements-interactive.txt.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import glob
 import http.server
@@ -27,8 +26,10 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 
@@ -174,8 +175,7 @@ def test_delay_app_ctrl_d_and_resize(loop_name, terminal):
     # The window grows: the program redraws for the new size (SIGWINCH).
     with term.lock:
         term.screen.resize(14, 70)
-    fcntl.ioctl(term.slave, __import__("termios").TIOCSWINSZ,
-                __import__("struct").pack("HHHH", 14, 70, 0, 0))
+    fcntl.ioctl(term.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 14, 70, 0, 0))
     term.rows, term.cols = 14, 70
     term.wait_prompt("delay> ")
     term.type("x\x7f0.2\n")
@@ -502,7 +502,7 @@ class CountingHTTPServer:
 
 @pytest.fixture(scope="module")
 def xvfb():
-    missing = ih.have("Xvfb", "xdotool", "xwd")
+    missing = ih.missing_tools("Xvfb", "xdotool", "xwd")
     if missing:
         unavailable(f"missing X tools: {', '.join(missing)}")
     try:
