@@ -17,6 +17,10 @@ pub const WRITE_TYPE_ERROR: &str = "data argument must be a bytes-like object";
 /// base class's `write(b"".join(list_of_data))`.
 pub const WRITELINES_BY_MEMORYVIEW: bool = cfg!(Py_3_12);
 
+/// 3.15 (gh-155888): `writelines` skips falsy parts (`if not data`) before
+/// taking them through `memoryview()`, so `writelines([0])` sends nothing.
+pub const WRITELINES_SKIPS_FALSY: bool = cfg!(Py_3_15);
+
 /// 3.13: a datagram transport counts each queued datagram's header (8
 /// bytes) in `get_write_buffer_size()`, and `sendto(b"")` sends an empty
 /// datagram instead of nothing.

@@ -119,7 +119,10 @@ impl SocketTransportCore {
     /// asyncio 3.12+'s `writelines`: its own checks and messages, each part
     /// taken as `memoryview(part)` would (bytes by reference; mutable
     /// parts copied now, so later changes cannot reach the peer), then one
-    /// flush of the whole buffer at once.
+    /// flush of the whole buffer at once. Unlike asyncio, a bad part leaves
+    /// nothing of the call buffered (3.15's appends the parts before it,
+    /// where no writer will send them), and empty parts are never buffered
+    /// (3.12-3.14's are, and then never drain).
     fn writelines_views(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -145,6 +148,9 @@ impl SocketTransportCore {
         let mut chunks = WriteBuffer::default();
         for part in list_of_data.try_iter()? {
             let part = part?;
+            if compat::WRITELINES_SKIPS_FALSY && !part.is_truthy()? {
+                continue;
+            }
             if let Ok(b) = part.cast::<PyBytes>() {
                 chunks.push_shared(b.clone().unbind(), 0, b.as_bytes().len());
                 continue;
@@ -161,7 +167,13 @@ impl SocketTransportCore {
             // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
             chunks.push_copy(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) });
         }
-        this.st.borrow_mut(py).buffer.append(&mut chunks);
+        {
+            let mut st = this.st.borrow_mut(py);
+            st.buffer.append(&mut chunks);
+            if st.buffer.is_empty() {
+                return Ok(()); // only empty parts: nothing to flush
+            }
+        }
         Self::_write_ready(slf)?;
         if this.st.borrow(py).buffer.is_empty() {
             return Ok(());
