@@ -20,8 +20,8 @@ ROOT_PACKAGES=(
     python3.15 python3.15-dev python3.15-venv libpython3.15-testsuite
     # what rustc links with and the tests run against
     gcc libc6-dev make ca-certificates procps iproute2 postgresql wrk
-    # Tk for the Tkinter examples
-    python3-tk tk-dev xvfb xauth
+    # Tk, an X server and X tools for the Tkinter example (sid has no Tk for 3.13)
+    python3.14-tk python3.15-tk xvfb xauth xdotool x11-apps fonts-dejavu-core
 )
 MIRROR="${FERROLOOP_SID_MIRROR:-http://deb.debian.org/debian}"
 

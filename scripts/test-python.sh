@@ -23,9 +23,17 @@ say() { echo "== [python $ver] $*"; }
 
 mkdir -p "$results"
 rm -f "$results"/*.json "$results"/*.xml "$results"/status
+venv_opts=()
+# In the sid root, Debian's tkinter (python3.1x-tk) lives in the system
+# site-packages; the venv must see it.
+[ -n "${FERROLOOP_IN_SID_ROOT:-}" ] && venv_opts=(--system-site-packages)
+if [ -x "$venv/bin/python" ] && [ -n "${FERROLOOP_IN_SID_ROOT:-}" ] \
+        && ! grep -q "include-system-site-packages = true" "$venv/pyvenv.cfg"; then
+    rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
     say "creating the venv $venv"
-    "$py" -m venv "$venv" || exit 1
+    "$py" -m venv "${venv_opts[@]}" "$venv" || exit 1
 fi
 vpy="$venv/bin/python"
 say "installing the test requirements"

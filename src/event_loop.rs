@@ -25,8 +25,8 @@ use crate::handle::{untracked, Args, Handle, TimerHandle};
 use crate::reactor::{Reactor, Side};
 use crate::timers::TimerHeap;
 
-static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// asyncio's cap on one poll: a day.
@@ -494,8 +494,11 @@ impl LoopCore {
         let py = slf.py();
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "loop"), slf)?;
-        FUTURE
-            .import(py, "asyncio.futures", "Future")?
+        // Looked up per call, as asyncio's `futures.Future(loop=self)` is:
+        // code (and CPython's tests) may replace the class.
+        FUTURES_MODULE
+            .import(py, "asyncio", "futures")?
+            .getattr(intern!(py, "Future"))?
             .call((), Some(&kwargs))
     }
 
@@ -523,7 +526,9 @@ impl LoopCore {
                 .call((slf, coro), Some(&kwargs));
         }
         kwargs.set_item(intern!(py, "loop"), slf)?;
-        TASK.import(py, "asyncio.tasks", "Task")?
+        TASKS_MODULE
+            .import(py, "asyncio", "tasks")?
+            .getattr(intern!(py, "Task"))?
             .call((coro,), Some(&kwargs))
     }
 

@@ -59,7 +59,7 @@ if CHILD_WATCHERS:
     )
 
 
-def default_child_watcher_in_use() -> bool:
+def default_child_watcher_in_use(loop) -> bool:
     """No child watcher chosen by the user: ferroloop's pidfd watcher may
     wait for the loop's children.
 
@@ -67,10 +67,13 @@ def default_child_watcher_in_use() -> bool:
     `PidfdChildWatcher` where pidfds work) only ever waits for
     the pids it is given, so ours can stand in for it; any other watcher
     (Safe, Fast, MultiLoop, Pidfd, a custom one) may reap every child itself
-    and must see ours, so asyncio's path is used then. 3.14 has no watchers.
+    and must see ours, so asyncio's path is used then. 3.14 has no
+    policy watchers: each loop picks its own at creation, a thread per
+    child when `unix_events.can_use_pidfd()` says no; ferroloop then
+    follows asyncio's choice.
     """
     if not CHILD_WATCHERS:
-        return True
+        return not isinstance(loop._watcher, unix_events._ThreadedChildWatcher)
     watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
     # 3.12 made PidfdChildWatcher the default where pidfds work; it too
     # waits only for the pids it is given.

@@ -32,7 +32,6 @@ from .transports import ReadPipeTransport, TcpTransport, UdpTransport, WritePipe
 __all__ = ("Loop",)
 
 _SelectorLoop = asyncio.SelectorEventLoop
-_Future = asyncio.Future
 
 # Pending handles live outside the cycle collector (it would cost more than
 # the scheduling). Before a full collection, each live loop puts the pending
@@ -124,8 +123,12 @@ def _numeric_port(port) -> bool:
 class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
+        # Before any state exists: a loop that cannot work is never built.
         _compat.check_hooks()
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(self) -> None:
         super().__init__(selector=_ReactorSelector(self))
         self._child_watcher = None
         _live_loops.add(self)
@@ -250,7 +253,7 @@ class Loop(LoopCore, _SelectorLoop):
     ):
         """asyncio's, with child exits watched through pidfds by this loop
         (no thread per child) unless the user installed a child watcher."""
-        if not _PIDFD or not _compat.default_child_watcher_in_use():
+        if not _PIDFD or not _compat.default_child_watcher_in_use(self):
             return await super()._make_subprocess_transport(
                 protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
             )
@@ -287,16 +290,16 @@ class Loop(LoopCore, _SelectorLoop):
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from a non-blocking socket."""
         result = _sock_recv(self, sock, n)
-        if type(result) is _Future:
-            return await result
-        return result
+        if type(result) is bytes:
+            return result
+        return await result  # a future: the socket was not ready
 
     async def sock_recv_into(self, sock, buf):
         """Receive into a writable buffer; return the number of bytes."""
         result = _sock_recv_into(self, sock, buf)
-        if type(result) is _Future:
-            return await result
-        return result
+        if type(result) is int:
+            return result
+        return await result  # a future: the socket was not ready
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data`` on a non-blocking socket."""

@@ -47,7 +47,24 @@ _NOT_RUN_BY_VERSION: dict[tuple[int, int], dict[str, str]] = {
         ),
     },
 }
-_NOT_RUN_BY_VERSION[(3, 14)] = _NOT_RUN_BY_VERSION[(3, 15)] = _NOT_RUN_BY_VERSION[(3, 13)]
+_THREADSAFE_HANDLE = (
+    _NATIVE_HANDLES + "; here asyncio.events._ThreadSafeHandle (3.14+), asserted in a helper "
+    "thread whose failure means loop.stop() is never called, so the test hangs. ferroloop's "
+    "call_soon_threadsafe handles block cancel()/cancelled() from other threads while their "
+    "callback runs, as _ThreadSafeHandle does: tests/test_versions.py"
+)
+_NOT_RUN_BY_VERSION[(3, 14)] = _NOT_RUN_BY_VERSION[(3, 15)] = {
+    **_NOT_RUN_BY_VERSION[(3, 13)],
+    "test_events.FerroEventLoopTests.test_call_soon_threadsafe_handle_block_check_cancelled": _THREADSAFE_HANDLE,
+    "test_events.FerroEventLoopTests.test_call_soon_threadsafe_handle_block_cancellation": _THREADSAFE_HANDLE,
+    "test_events.FerroEventLoopTests.test_call_soon_threadsafe_handle_cancel_other_thread": _THREADSAFE_HANDLE,
+    "test_unix_events.PidfdChildWatcherTests.test_pidfd_closed_when_waitpid_raises": (
+        "mocks os.waitpid to fail inside asyncio's own _PidfdChildWatcher and waits until the "
+        "mock is called; ferroloop's pidfd watcher (Rust, waitid on the pidfd) never calls "
+        "os.waitpid, so the test waits forever. ferroloop closes its pidfds on every path: "
+        "tests/test_subprocesses.py"
+    ),
+}
 
 _COMMON: dict[str, str] = {
     # --extra modules
