@@ -36,3 +36,7 @@ pub const SERVER_DETACH_TAKES_TRANSPORT: bool = cfg!(Py_3_13);
 /// 3.13: `format_helpers._format_callback_source(..., debug=)`: a callback's
 /// arguments appear in reprs and error messages only in debug mode.
 pub const FORMAT_CALLBACK_DEBUG: bool = cfg!(Py_3_13);
+
+/// 3.14: `call_soon_threadsafe` returns a `_ThreadSafeHandle`, whose
+/// `cancel()`/`cancelled()` wait while its callback runs in another thread.
+pub const THREADSAFE_HANDLE_LOCK: bool = cfg!(Py_3_14);

@@ -355,6 +355,9 @@ impl LoopCore {
             Self::debug_checks(slf, &callback, method, !threadsafe)?;
         }
         let handle = Self::schedule_soon(slf, callback, args, context)?;
+        if threadsafe {
+            handle.get().set_threadsafe();
+        }
         // Only the first call after the loop went to sleep pays for a wakeup.
         if threadsafe && this.polling.swap(false, SeqCst) {
             this.reactor.wake(slf.py());

@@ -7,7 +7,10 @@
 //! the same message and context keys asyncio uses. Only `KeyboardInterrupt`
 //! and `SystemExit` propagate, out of `run_forever`.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -18,6 +21,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError};
 use smallvec::SmallVec;
 
+use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::pyhelpers;
@@ -61,9 +65,35 @@ pub struct Handle {
     oneshot: bool,
     /// The context is our own untracked copy, not yet seen by Python code.
     context_private: AtomicBool,
+    /// A `call_soon_threadsafe` handle on 3.14+ (asyncio's `_ThreadSafeHandle`):
+    /// `cancel()`/`cancelled()` from another thread wait while it runs.
+    threadsafe: AtomicBool,
+    /// The thread running the callback now (`pthread_self`), or 0.
+    running_in: AtomicU64,
 }
 
 impl Handle {
+    /// Make this a thread-safe handle (see `threadsafe`); 3.14+ only.
+    pub fn set_threadsafe(&self) {
+        if compat::THREADSAFE_HANDLE_LOCK {
+            self.threadsafe.store(true, Relaxed);
+        }
+    }
+
+    /// asyncio's `_ThreadSafeHandle` lock: while the callback runs in
+    /// another thread, wait (without the GIL) until it returns. The
+    /// running thread itself never waits (asyncio's lock is reentrant).
+    fn wait_until_not_running(&self, py: Python<'_>) {
+        if !self.threadsafe.load(Relaxed) {
+            return;
+        }
+        let runner = self.running_in.load(SeqCst);
+        if runner == 0 || runner == current_thread() {
+            return;
+        }
+        py.detach(|| running::wait(&self.running_in));
+    }
+
     /// Build a handle; `context=None` copies the current context, like asyncio.
     pub fn build(
         py: Python<'_>,
@@ -95,6 +125,8 @@ impl Handle {
             cancelled_repr: GilCell::new(None),
             oneshot,
             context_private: AtomicBool::new(private),
+            threadsafe: AtomicBool::new(false),
+            running_in: AtomicU64::new(0),
         })
     }
 
@@ -190,7 +222,14 @@ impl Handle {
         let Some(payload) = payload else {
             return Ok(());
         };
+        let guarded = this.threadsafe.load(Relaxed);
+        if guarded {
+            this.running_in.store(current_thread(), SeqCst);
+        }
         let outcome = Self::call_in_context(slf, &payload);
+        if guarded {
+            running::finished(&this.running_in);
+        }
         if this.oneshot {
             Self::track_if_shared(slf);
         }
@@ -364,10 +403,12 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 #[pymethods]
 impl Handle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().wait_until_not_running(slf.py());
         Self::cancel_handle(slf)
     }
 
-    fn cancelled(&self) -> bool {
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        self.wait_until_not_running(py);
         self.is_cancelled()
     }
 
@@ -510,5 +551,47 @@ impl TimerHandle {
             CompareOp::Ne => !equal()?,
         };
         Ok(result.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}
+
+/// The calling thread, as a nonzero number.
+fn current_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    (unsafe { libc::pthread_self() }) as u64
+}
+
+/// Waiting for thread-safe handles to finish running: one condition
+/// variable for all of them (waits are rare; runs only check a counter).
+mod running {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    static LOCK: Mutex<()> = Mutex::new(());
+    static DONE: Condvar = Condvar::new();
+    static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+    /// The callback returned: clear the marker, wake whoever waits.
+    pub fn finished(running_in: &AtomicU64) {
+        running_in.store(0, SeqCst);
+        if WAITERS.load(SeqCst) > 0 {
+            let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            DONE.notify_all();
+        }
+    }
+
+    /// Block until `running_in` is 0. Called without the GIL.
+    pub fn wait(running_in: &AtomicU64) {
+        WAITERS.fetch_add(1, SeqCst);
+        let mut guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        while running_in.load(SeqCst) != 0 {
+            // The timeout only bounds a missed wake-up; none is expected.
+            guard = match DONE.wait_timeout(guard, Duration::from_millis(50)) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        drop(guard);
+        WAITERS.fetch_sub(1, SeqCst);
     }
 }

@@ -358,3 +358,33 @@ def test_python_m_asyncio_ps_on_a_ferroloop_program(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@needs_314
+@pytest.mark.parametrize("op", ["cancelled", "cancel"])
+def test_threadsafe_handle_waits_for_its_running_callback(loop, op):
+    # 3.14's _ThreadSafeHandle: from another thread, cancelled()/cancel()
+    # wait until a callback that already started has returned.
+    import threading
+    import time
+
+    started, finished = threading.Event(), threading.Event()
+    seen = []
+
+    def callback():
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        started.wait(5)
+        result = getattr(handle, op)()
+        seen.append((finished.is_set(), result))
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    loop.run_forever()
+    t.join(5)
+    assert seen == [(True, False if op == "cancelled" else None)]
