@@ -61,8 +61,21 @@ impl WriteBuffer {
         self.len
     }
 
-    /// Keep `obj[start..]` (a bytes object) by reference.
+    /// Keep `obj[start..]` (a bytes object) by reference. A `bytes`
+    /// subclass is copied instead: its `__del__` could call back into the
+    /// transport, and chunks are dropped while the transport's state is
+    /// borrowed (by `flush`, `clear`). Dropping an exact bytes object never
+    /// runs Python code. (The caller still holds `obj`.)
     pub fn push_shared(&mut self, obj: Py<PyBytes>, start: usize, total: usize) {
+        // SAFETY: a type check on a live object.
+        if unsafe { ffi::PyBytes_CheckExact(obj.as_ptr()) } == 0 {
+            let chunk = Chunk {
+                data: Data::Shared(obj),
+                start,
+            };
+            let copy = chunk.bytes().to_vec();
+            return self.push_copy(&copy);
+        }
         if start < total {
             self.len += total - start;
             self.chunks.push_back(Chunk {
@@ -102,18 +115,21 @@ impl WriteBuffer {
         if self.chunks.is_empty() {
             return Ok(0);
         }
-        let iov: Vec<libc::iovec> = self
-            .chunks
-            .iter()
-            .take(MAX_IOV)
-            .map(|c| {
-                let b = c.bytes();
-                libc::iovec {
-                    iov_base: b.as_ptr() as *mut libc::c_void,
-                    iov_len: b.len(),
-                }
-            })
-            .collect();
+        // On the stack: a flush allocates nothing.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut count = 0;
+        for (slot, chunk) in iov.iter_mut().zip(self.chunks.iter()) {
+            let b = chunk.bytes();
+            *slot = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+            count += 1;
+        }
+        let iov = &iov[..count];
         // SAFETY: every iovec points into a chunk this buffer owns and does
         // not touch during the call; the kernel only reads them.
         let n = unsafe {
