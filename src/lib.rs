@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 mod clock;
 mod event_loop;
 mod fastcall;
+mod fd_watch;
 mod gil_cell;
 mod handle;
 mod process;

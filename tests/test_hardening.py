@@ -538,3 +538,52 @@ def test_bytes_subclass_del_during_flush(loop):
         gc.collect()
     assert caught == []
     assert len(calls) == 1
+
+
+# -- One fd-watch primitive: pipes remove only their own registrations -------
+
+
+def test_read_pipe_close_keeps_foreign_reader(floop):
+    """A pipe transport whose fd was taken over by another registration
+    (as after a close behind its back and a reuse of the number) removes
+    only its own, as socket transports already did. (asyncio removes by
+    number; ferroloop only.)"""
+    loop = floop
+    r, w = os.pipe()
+
+    async def main():
+        tr, _ = await loop.connect_read_pipe(asyncio.Protocol, open(r, "rb", buffering=0))
+        await asyncio.sleep(0)
+        other = loop._add_reader(r, lambda: None)
+        tr.close()
+        reader, _ = loop._fd_callbacks(r)
+        still = reader is other
+        loop._remove_reader(r)
+        await asyncio.sleep(0.01)
+        return still
+
+    try:
+        assert run(loop, main())
+    finally:
+        os.close(w)
+
+
+def test_write_pipe_close_keeps_foreign_writer(floop):
+    loop = floop
+    r, w = os.pipe()
+
+    async def main():
+        tr, _ = await loop.connect_write_pipe(asyncio.Protocol, open(w, "wb", buffering=0))
+        await asyncio.sleep(0)
+        other = loop._add_reader(w, lambda: None)  # over the peer watch
+        tr.abort()
+        reader, _ = loop._fd_callbacks(w)
+        still = reader is other
+        loop._remove_reader(w)
+        await asyncio.sleep(0.01)
+        return still
+
+    try:
+        assert run(loop, main())
+    finally:
+        os.close(r)

@@ -266,12 +266,13 @@ macro_rules! ends_methods {
                 if let Some(e) = self.ends.unguarded() {
                     e.visit(&visit)?;
                 }
-                Ok(())
+                self.watch.visit(&visit)
             }
 
             fn __clear__(&self) {
                 let taken = self.ends.unguarded().map(|mut e| e.take());
-                drop(taken);
+                let handles = self.watch.take_unguarded();
+                drop((taken, handles));
             }
         }
     };
