@@ -9,20 +9,21 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handle::{untracked, Args, Handle, TimerHandle};
-use crate::reactor::{Reactor, Side};
+use crate::reactor::{os_error, FdHandles, Reactor, Side};
 use crate::timers::TimerHeap;
 
 static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -57,7 +58,22 @@ pub struct LoopCore {
     /// cannot report anything and is skipped. -1 otherwise.
     quiet_fd: AtomicI32,
     clock_resolution: f64,
+    /// Inside `_run_core` (the clock check below may be cached then).
+    running: AtomicBool,
+    /// Whether `time` is overridden (on the instance or in a subclass),
+    /// as checked once per iteration: CLOCK_UNKNOWN until asked.
+    clock_state: AtomicU8,
+    /// Timers whose deadline is no number (`call_at("x", cb)`): asyncio
+    /// accepts them and fails in the next iteration; so do we.
+    bad_timers: GilCell<Vec<Py<TimerHandle>>>,
+    has_bad_timers: AtomicBool,
 }
+
+const CLOCK_UNKNOWN: u8 = 0;
+const CLOCK_NATIVE: u8 = 1;
+const CLOCK_OVERRIDDEN: u8 = 2;
+
+static NATIVE_TIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 impl LoopCore {
     #[inline]
@@ -130,18 +146,106 @@ impl LoopCore {
     fn schedule_at(
         slf: &Bound<'_, Self>,
         when: f64,
+        when_obj: Option<Py<PyAny>>,
         callback: Bound<'_, PyAny>,
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
         let base = Self::new_handle(slf, callback, args, context, true)?;
-        let timer = TimerHandle::create(py, when, base)?;
+        let timer = TimerHandle::create(py, when, when_obj, true, base)?;
         slf.get()
             .timers
             .borrow_mut(py)
             .push(when, timer.clone_ref(py));
         Ok(timer)
+    }
+
+    /// Whether `time` is overridden on the instance (`mock.patch.object(loop,
+    /// "time", ...)`) or in a subclass: then the loop's timers follow
+    /// `self.time()`, as asyncio's `_run_once` does.
+    fn time_overridden(slf: &Bound<'_, Self>) -> bool {
+        let py = slf.py();
+        let name = intern!(py, "time");
+        // SAFETY: GenericGetDict returns a new reference (or NULL with an
+        // error set, cleared here); GetItemWithError a borrowed one, used
+        // only for a null check while `dict` is alive.
+        let on_instance = unsafe {
+            let dict = ffi::PyObject_GenericGetDict(slf.as_ptr(), std::ptr::null_mut());
+            if dict.is_null() {
+                ffi::PyErr_Clear();
+                false
+            } else {
+                let found = !ffi::PyDict_GetItemWithError(dict, name.as_ptr()).is_null();
+                if !found {
+                    ffi::PyErr_Clear();
+                }
+                ffi::Py_DECREF(dict);
+                found
+            }
+        };
+        if on_instance {
+            return true;
+        }
+        let native = NATIVE_TIME.get_or_try_init(py, || {
+            py.get_type::<LoopCore>().getattr(name).map(Bound::unbind)
+        });
+        match (native, slf.get_type().getattr(name)) {
+            (Ok(native), Ok(found)) => found.as_ptr() != native.as_ptr(),
+            _ => false,
+        }
+    }
+
+    /// The loop's clock: `CLOCK_MONOTONIC`, or `self.time()` if overridden
+    /// (checked at most once per iteration while the loop runs).
+    fn now(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        let this = slf.get();
+        let state = match this.clock_state.load(Relaxed) {
+            CLOCK_UNKNOWN => {
+                let state = if Self::time_overridden(slf) {
+                    CLOCK_OVERRIDDEN
+                } else {
+                    CLOCK_NATIVE
+                };
+                if this.running.load(Relaxed) {
+                    this.clock_state.store(state, Relaxed);
+                }
+                state
+            }
+            known => known,
+        };
+        if state == CLOCK_NATIVE {
+            return Ok(clock::monotonic());
+        }
+        slf.call_method0(intern!(slf.py(), "time"))?.extract()
+    }
+
+    /// asyncio keeps a timer whose deadline is no number, and fails in the
+    /// next iteration comparing it with the clock: raise that error.
+    fn check_bad_timers(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let bad: Vec<Py<TimerHandle>> = {
+            let mut timers = this.bad_timers.borrow_mut(py);
+            let (live, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *timers)
+                .into_iter()
+                .partition(|t| !t.bind(py).as_super().get().is_cancelled());
+            *timers = live.iter().map(|t| t.clone_ref(py)).collect();
+            this.has_bad_timers.store(!live.is_empty(), Relaxed);
+            drop(timers);
+            drop(gone);
+            live
+        };
+        let Some(first) = bad.first() else {
+            return Ok(());
+        };
+        let when = first.get().when_object(py)?;
+        let now = PyFloat::new(py, Self::now(slf)?);
+        when.bind(py).ge(now)?;
+        Err(PyTypeError::new_err(format!(
+            "timer deadline {} is not a number",
+            when.bind(py).repr()?
+        )))
     }
 
     /// One iteration of the loop, as asyncio's `_run_once`.
@@ -151,15 +255,20 @@ impl LoopCore {
 
         let purged = this.timers.borrow_mut(py).purge_cancelled(py);
         drop(purged);
+        this.clock_state.store(CLOCK_UNKNOWN, Relaxed);
+        if this.has_bad_timers.load(Relaxed) {
+            Self::check_bad_timers(slf)?;
+        }
 
         // Python signal handlers first: one that schedules a callback must
         // turn a blocking poll into a non-blocking one.
         py.check_signals()?;
 
+        let next_when = this.timers.borrow(py).next_when();
         let timeout = if !this.ready.borrow(py).is_empty() || this.stopping.load(Relaxed) {
             Some(Duration::ZERO)
-        } else if let Some(when) = this.timers.borrow(py).next_when() {
-            let secs = (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+        } else if let Some(when) = next_when {
+            let secs = (when - Self::now(slf)?).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
             Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
         } else {
             None
@@ -183,12 +292,12 @@ impl LoopCore {
         // that interrupted the wait.
         py.check_signals()?;
 
+        let end_time = match this.timers.borrow(py).len() {
+            0 => f64::NEG_INFINITY,
+            _ => Self::now(slf)? + this.clock_resolution,
+        };
         {
             let mut timers = this.timers.borrow_mut(py);
-            let end_time = match timers.len() {
-                0 => f64::NEG_INFINITY,
-                _ => clock::monotonic() + this.clock_resolution,
-            };
             let mut ready = this.ready.borrow_mut(py);
             while let Some(timer) = timers.pop_due(end_time) {
                 ready.push_back(Ready::Native(timer.into_bound(py).into_super().unbind()));
@@ -236,7 +345,9 @@ impl LoopCore {
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_in(slf, fileobj_to_fd(fd)?, side, callback, args, context)
+        let num = Self::lookup_fd(slf, fd)?;
+        let fileobj = (!fd.is_instance_of::<PyInt>()).then(|| fd.clone().unbind());
+        Self::add_fd_with(slf, num, side, callback, args, fileobj, context)
     }
 
     /// `add_fd_callback` for a known fd number (transports).
@@ -247,7 +358,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Args,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_in(slf, fd, side, callback, args, None)
+        Self::add_fd_with(slf, fd, side, callback, args, None, None)
     }
 
     /// `add_fd` whose callback runs in `context` (a copy of the current
@@ -260,14 +371,47 @@ impl LoopCore {
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
+        Self::add_fd_with(slf, fd, side, callback, args, None, context)
+    }
+
+    fn add_fd_with(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        side: Side,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        fileobj: Option<Py<PyAny>>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
         let handle = Py::new(py, Self::new_handle(slf, callback, args, context, false)?)?;
-        for old in this.reactor.add(py, fd, side, handle.clone_ref(py))? {
-            Handle::cancel_handle(old.bind(py))?;
+        let replaced = this
+            .reactor
+            .add(py, fd, side, handle.clone_ref(py), fileobj)?;
+        let mut result = Ok(handle);
+        for old in &replaced.handles {
+            if let Err(err) = Handle::cancel_handle(old.bind(py)) {
+                result = Err(err);
+            }
         }
-        Ok(handle)
+        drop(replaced);
+        result
+    }
+
+    /// selectors' `_fileobj_lookup`: the object's fd, or, for an object
+    /// whose `fileno()` no longer answers (a closed socket gives -1), the
+    /// fd it is registered under.
+    fn lookup_fd(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+        let py = slf.py();
+        match fileobj_to_fd(fileobj) {
+            Ok(fd) => Ok(fd),
+            Err(err) if err.is_instance_of::<PyValueError>(py) => {
+                slf.get().reactor.find_object(py, fileobj).ok_or(err)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     pub fn remove_fd_callback(
@@ -275,7 +419,10 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         side: Side,
     ) -> PyResult<bool> {
-        let fd = fileobj_to_fd(fd)?;
+        if slf.get().closed.load(Relaxed) {
+            return Ok(false);
+        }
+        let fd = Self::lookup_fd(slf, fd)?;
         Self::remove_fd(slf, fd, side)
     }
 
@@ -297,6 +444,28 @@ impl LoopCore {
 }
 
 impl LoopCore {
+    /// Wake the loop's poll; a failure (not a saturated eventfd: mio
+    /// handles that) goes to the exception handler, as asyncio reports a
+    /// failed self-pipe write in debug mode.
+    fn wake(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        if let Err(err) = slf.get().reactor.wake(py) {
+            let report = || -> PyResult<()> {
+                let context = PyDict::new(py);
+                context.set_item(
+                    intern!(py, "message"),
+                    "Fail to wake up the event loop using its waker",
+                )?;
+                context.set_item(intern!(py, "exception"), os_error(err).into_value(py))?;
+                slf.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                Ok(())
+            };
+            if let Err(e) = report() {
+                e.write_unraisable(py, Some(slf.as_any()));
+            }
+        }
+    }
+
     /// Undo an `add_fd` of the caller's, unless the registration was
     /// replaced since (then it belongs to someone else now).
     pub fn remove_fd_if(
@@ -360,12 +529,14 @@ impl LoopCore {
         }
         // Only the first call after the loop went to sleep pays for a wakeup.
         if threadsafe && this.polling.swap(false, SeqCst) {
-            this.reactor.wake(slf.py());
+            Self::wake(slf);
         }
         Ok(handle)
     }
 
-    /// `call_at(self.time() + delay, ...)`, as asyncio defines it.
+    /// `call_at(self.time() + delay, ...)`, as asyncio defines it: a float
+    /// or int delay on the fast path, anything else added in Python (so a
+    /// `Fraction` gives a float and a `Decimal` a TypeError, as there).
     pub fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
@@ -376,10 +547,17 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let when = clock::monotonic() + delay.extract::<f64>()?;
-        Self::timer_at(slf, when, callback, args, context)
+        let now = Self::now(slf)?;
+        if delay.is_exact_instance_of::<PyFloat>() || delay.is_exact_instance_of::<PyInt>() {
+            let when = now + delay.extract::<f64>()?;
+            return Self::timer_at(slf, when, None, callback, args, context);
+        }
+        let when = PyFloat::new(slf.py(), now).add(delay)?;
+        Self::call_at(slf, &when, callback, args, context)
     }
 
+    /// A float deadline on the fast path; any other is kept as given for
+    /// `when()` and ordered by its float value.
     pub fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
@@ -390,12 +568,48 @@ impl LoopCore {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        Self::timer_at(slf, when.extract()?, callback, args, context)
+        if when.is_exact_instance_of::<PyFloat>() {
+            return Self::timer_at(slf, when.extract()?, None, callback, args, context);
+        }
+        match when.extract::<f64>() {
+            Ok(value) => Self::timer_at(
+                slf,
+                value,
+                Some(when.clone().unbind()),
+                callback,
+                args,
+                context,
+            ),
+            Err(err) if err.is_instance_of::<PyTypeError>(slf.py()) => {
+                Self::bad_timer(slf, when, callback, args, context)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A timer whose deadline is no number: kept aside, and the next
+    /// iteration fails on it (see `check_bad_timers`).
+    fn bad_timer(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let base = Self::new_handle(slf, callback, args, context, true)?;
+        let timer = TimerHandle::create(py, f64::NAN, Some(when.clone().unbind()), false, base)?;
+        this.bad_timers.borrow_mut(py).push(timer.clone_ref(py));
+        this.has_bad_timers.store(true, Relaxed);
+        Ok(timer)
     }
 
     fn timer_at(
         slf: &Bound<'_, Self>,
         when: f64,
+        when_obj: Option<Py<PyAny>>,
         callback: Bound<'_, PyAny>,
         args: Args,
         context: Option<Bound<'_, PyAny>>,
@@ -405,7 +619,7 @@ impl LoopCore {
         if this.is_debug() {
             Self::debug_checks(slf, &callback, "call_at", true)?;
         }
-        Self::schedule_at(slf, when, callback, args, context)
+        Self::schedule_at(slf, when, when_obj, callback, args, context)
     }
 }
 
@@ -433,7 +647,13 @@ fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), Py
 /// selectors' `_fileobj_to_fd`: an int, or an object with `fileno()`.
 pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
-        fileobj.extract()?
+        fileobj.extract().map_err(|_| {
+            if fileobj.lt(0).unwrap_or(false) {
+                PyValueError::new_err(format!("Invalid file descriptor: {fileobj}"))
+            } else {
+                PyOverflowError::new_err("Python int too large to convert to C int")
+            }
+        })?
     } else {
         let invalid =
             || PyValueError::new_err(format!("Invalid file object: {}", repr_of(fileobj)));
@@ -445,12 +665,14 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
             .and_then(|i| i.extract())
             .map_err(|_| invalid())?
     };
-    if fd < 0 || fd > i32::MAX as i64 {
+    if fd < 0 {
         return Err(PyValueError::new_err(format!(
             "Invalid file descriptor: {fd}"
         )));
     }
-    Ok(fd as RawFd)
+    // What epoll.register says of a number that is no C int.
+    RawFd::try_from(fd)
+        .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))
 }
 
 fn to_args(args: &Bound<'_, PyTuple>) -> Args {
@@ -484,6 +706,10 @@ impl LoopCore {
             polling: AtomicBool::new(false),
             quiet_fd: AtomicI32::new(-1),
             clock_resolution: res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9,
+            running: AtomicBool::new(false),
+            clock_state: AtomicU8::new(CLOCK_UNKNOWN),
+            bad_timers: GilCell::new(Vec::new()),
+            has_bad_timers: AtomicBool::new(false),
         })
     }
 
@@ -536,10 +762,11 @@ impl LoopCore {
     }
 
     /// Ask `run_forever` to return after the current iteration.
-    fn stop(&self, py: Python<'_>) {
-        self.stopping.store(true, Relaxed);
-        if self.polling.swap(false, SeqCst) {
-            self.reactor.wake(py);
+    fn stop(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        this.stopping.store(true, Relaxed);
+        if this.polling.swap(false, SeqCst) {
+            Self::wake(slf);
         }
     }
 
@@ -561,8 +788,8 @@ impl LoopCore {
     }
 
     /// Wake the loop if it is blocked in the poll (asyncio's self-pipe write).
-    fn _write_to_self(&self, py: Python<'_>) {
-        self.reactor.wake(py);
+    fn _write_to_self(slf: &Bound<'_, Self>) {
+        Self::wake(slf);
     }
 
     /// `context=` is what asyncio 3.15's transports pass.
@@ -599,11 +826,11 @@ impl LoopCore {
 
     /// The reader and writer handles of `fd` (either may be None): what
     /// asyncio code reads through `loop._selector.get_key(fd).data`.
-    fn _fd_callbacks(
-        slf: &Bound<'_, Self>,
-        fd: &Bound<'_, PyAny>,
-    ) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        Ok(slf.get().reactor.handles(slf.py(), fileobj_to_fd(fd)?))
+    fn _fd_callbacks(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<FdHandles> {
+        Ok(slf
+            .get()
+            .reactor
+            .handles(slf.py(), Self::lookup_fd(slf, fd)?))
     }
 
     /// One iteration (asyncio's `_run_once`; some code drives loops with it).
@@ -614,6 +841,7 @@ impl LoopCore {
     /// The loop proper; the Python wrapper does asyncio's setup around it.
     fn _run_core(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
+        this.running.store(true, Relaxed);
         let result = loop {
             if let Err(err) = Self::run_once(slf) {
                 break Err(err);
@@ -623,6 +851,8 @@ impl LoopCore {
             }
         };
         this.stopping.store(false, Relaxed);
+        this.running.store(false, Relaxed);
+        this.clock_state.store(CLOCK_UNKNOWN, Relaxed);
         result
     }
 
@@ -726,6 +956,11 @@ impl LoopCore {
         self.reactor.for_each_handle_unguarded(|h| {
             if result.is_ok() {
                 result = visit_owned_handle(h, &visit);
+            }
+        });
+        self.reactor.for_each_fileobj_unguarded(|obj| {
+            if result.is_ok() {
+                result = visit.call(obj);
             }
         });
         result

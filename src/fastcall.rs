@@ -175,18 +175,18 @@ type RawMethod = unsafe extern "C" fn(
 ) -> *mut ffi::PyObject;
 
 const METHODS: [(&CStr, RawMethod, &CStr); 4] = [
-    (c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible."),
+    (c"call_soon", call_soon, c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible."),
     (
         c"call_soon_threadsafe",
         call_soon_threadsafe,
-        c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), but thread-safe.",
+        c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), but thread-safe.",
     ),
     (
         c"call_later",
         call_later,
-        c"call_later(delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after `delay` seconds.",
+        c"call_later($self, delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after `delay` seconds.",
     ),
-    (c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nLike call_later(), but uses an absolute time."),
+    (c"call_at", call_at, c"call_at($self, when, callback, *args, context=None)\n--\n\nLike call_later(), but uses an absolute time."),
 ];
 
 /// Put the raw methods on `LoopCore`.

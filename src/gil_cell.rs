@@ -53,10 +53,4 @@ impl<T> GilCell<T> {
     pub fn unguarded(&self) -> Option<RefMut<'_, T>> {
         self.0.try_borrow_mut().ok()
     }
-
-    /// Exclusive access through `&mut self` (no other borrow can exist).
-    #[inline]
-    pub fn get_mut(&mut self) -> &mut T {
-        self.0.get_mut()
-    }
 }

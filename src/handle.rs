@@ -243,9 +243,27 @@ impl Handle {
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
+        let ctx = this.context.as_ptr();
+        // SAFETY: `ctx` is alive (held by the handle); a type check only.
+        let exact = unsafe { ffi::PyContext_CheckExact(ctx) } != 0;
         let result = unsafe {
-            let ctx = this.context.as_ptr();
-            if ffi::PyContext_Enter(ctx) < 0 {
+            if !exact {
+                // Not a Context (`call_soon(cb, context="x")`): asyncio calls
+                // `context.run(callback, *args)`, which fails here with an
+                // AttributeError for the exception handler, or works for a
+                // duck-typed context.
+                let mut argv: Vec<*mut ffi::PyObject> = Vec::with_capacity(args.len() + 2);
+                argv.push(ctx);
+                argv.push(callback.as_ptr());
+                argv.extend(args.iter().map(|a| a.as_ptr()));
+                let name = intern!(py, "run");
+                ffi::PyObject_VectorcallMethod(
+                    name.as_ptr(),
+                    argv.as_ptr(),
+                    argv.len(),
+                    std::ptr::null_mut(),
+                )
+            } else if ffi::PyContext_Enter(ctx) < 0 {
                 std::ptr::null_mut()
             } else {
                 // `Py<PyAny>` is a transparent object pointer, so the inline
@@ -335,7 +353,7 @@ impl Handle {
         let mut info = vec![name];
         info.extend(Self::repr_parts(slf)?);
         if let Ok(timer) = slf.cast::<TimerHandle>() {
-            let when = timer.get().when.into_pyobject(py)?.repr()?.to_string();
+            let when = timer.get().when_object(py)?.bind(py).repr()?.to_string();
             let pos = if slf.get().is_cancelled() { 2 } else { 1 };
             info.insert(pos.min(info.len()), format!("when={when}"));
         }
@@ -474,30 +492,49 @@ impl Handle {
 /// A handle scheduled for a point in time (`call_later`/`call_at`).
 #[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
 pub struct TimerHandle {
+    /// The deadline as the heap orders it.
     pub when: f64,
+    /// What `call_at` was given, when not a float: `when()` returns it as
+    /// is (an `int` stays an `int`), as asyncio's does.
+    when_obj: Option<Py<PyAny>>,
     /// True while the handle sits in the loop's timer heap.
     pub scheduled: AtomicBool,
 }
 
 impl TimerHandle {
-    pub fn create(py: Python<'_>, when: f64, base: Handle) -> PyResult<Py<TimerHandle>> {
+    pub fn create(
+        py: Python<'_>,
+        when: f64,
+        when_obj: Option<Py<PyAny>>,
+        scheduled: bool,
+        base: Handle,
+    ) -> PyResult<Py<TimerHandle>> {
         let init = PyClassInitializer::from(base).add_subclass(TimerHandle {
             when,
-            scheduled: AtomicBool::new(true),
+            when_obj,
+            scheduled: AtomicBool::new(scheduled),
         });
         Py::new(py, init).map(untracked)
+    }
+
+    /// The deadline as given (`_when` / `when()`).
+    pub fn when_object(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.when_obj {
+            Some(obj) => Ok(obj.clone_ref(py)),
+            None => Ok(self.when.into_pyobject(py)?.into_any().unbind()),
+        }
     }
 }
 
 #[pymethods]
 impl TimerHandle {
-    fn when(&self) -> f64 {
-        self.when
+    fn when(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.when_object(py)
     }
 
     #[getter]
-    fn _when(&self) -> f64 {
-        self.when
+    fn _when(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.when_object(py)
     }
 
     #[getter]
@@ -515,7 +552,7 @@ impl TimerHandle {
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
         // asyncio hashes `_when`.
-        self.when.into_pyobject(py)?.hash()
+        self.when_object(py)?.bind(py).hash()
     }
 
     fn __richcmp__(

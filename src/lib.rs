@@ -19,6 +19,7 @@ mod clock;
 mod compat;
 mod event_loop;
 mod fastcall;
+mod fd_watch;
 mod gil_cell;
 mod handle;
 mod process;

@@ -3,13 +3,14 @@
 //! asyncio 3.11's default watcher starts a thread per child, blocked in
 //! `waitpid`. Here each child gets a pidfd, watched by the loop's own poll
 //! like any reader: it becomes readable when the child exits, and the exit
-//! status is then collected with `waitpid`, which cannot block. No thread,
+//! status is then collected with `waitid(P_PIDFD, WNOHANG)`, which cannot
+//! block and cannot reach another process that reuses the pid. No thread,
 //! no SIGCHLD handler, and children the loop did not start are left alone.
-//! Children still running when the loop closes are handed back to the
-//! caller, which reaps them in the background so no zombie is left.
+//! Children still running when the loop closes are waited for (by pidfd)
+//! on a background thread, so no zombie is left.
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -20,10 +21,10 @@ use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::reactor::{os_error, Side};
-use crate::transports::logger;
 
 struct Child {
-    pidfd: RawFd,
+    /// Closed when the entry is dropped, on every path.
+    pidfd: OwnedFd,
     callback: Py<PyAny>,
     args: Vec<Py<PyAny>>,
 }
@@ -34,53 +35,76 @@ pub struct ChildWatcher {
     children: GilCell<HashMap<i32, Child>>,
 }
 
-fn pidfd_open(pid: i32) -> std::io::Result<RawFd> {
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: a plain syscall; the returned fd (if any) is ours to close.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(fd as RawFd)
+    // SAFETY: `fd` was just opened for us and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-fn close_fd(fd: RawFd) {
-    // SAFETY: `fd` is a pidfd this watcher opened and closes exactly once.
-    unsafe { libc::close(fd) };
-}
-
-/// `os.waitstatus_to_exitcode`.
-fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        -libc::WTERMSIG(status)
-    } else {
-        255
+/// `os.waitstatus_to_exitcode`, from what `waitid` reports.
+fn exit_code(code: libc::c_int, status: libc::c_int) -> i32 {
+    match code {
+        libc::CLD_EXITED => status,
+        libc::CLD_KILLED | libc::CLD_DUMPED => -status,
+        _ => 255,
     }
 }
 
 enum Reaped {
     Exited(i32),
     Running,
-    /// Someone else already collected the status (asyncio reports 255).
+    /// Someone else already collected the status (`Popen.poll()` in
+    /// `send_signal()`, say).
     Unknown,
 }
 
-fn reap(pid: i32, flags: libc::c_int) -> Reaped {
-    let mut status = 0;
+/// Collect the child behind `pidfd` with `waitid(P_PIDFD)`: never by pid
+/// (the pid may have been reaped elsewhere and reused), and with `WNOHANG`
+/// from the loop, so it never blocks with the GIL held.
+fn reap(pidfd: &OwnedFd, block: bool) -> Reaped {
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
     loop {
-        // SAFETY: plain syscall with a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if r == pid {
-            return Reaped::Exited(exit_code(status));
-        }
+        // SAFETY: an all-zero siginfo_t is valid; waitid fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall on an fd we own, with a valid out-pointer.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
         if r == 0 {
-            return Reaped::Running;
+            // SAFETY: waitid succeeded, so si_pid/si_status are the child's
+            // fields (si_pid stays 0 when WNOHANG found nothing).
+            let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+            if pid == 0 {
+                return Reaped::Running;
+            }
+            return Reaped::Exited(exit_code(info.si_code, status));
         }
         if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return Reaped::Unknown;
         }
     }
+}
+
+/// Wait, on a thread of their own, for children still running when the
+/// loop closed, so none is left a zombie (by pidfd, as above).
+fn reap_in_background(pidfds: Vec<OwnedFd>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("ferroloop-reaper".into())
+        .spawn(move || {
+            for pidfd in pidfds {
+                reap(&pidfd, true);
+            }
+        })
+        .map(drop)
 }
 
 #[pymethods]
@@ -97,16 +121,12 @@ impl ChildWatcher {
     #[staticmethod]
     fn supported() -> bool {
         // SAFETY: getpid cannot fail.
-        match pidfd_open(unsafe { libc::getpid() }) {
-            Ok(fd) => {
-                close_fd(fd);
-                true
-            }
-            Err(_) => false,
-        }
+        pidfd_open(unsafe { libc::getpid() }).is_ok()
     }
 
-    /// Call `callback(pid, returncode, *args)` once `pid` has exited.
+    /// Call `callback(pid, returncode, *args)` once `pid` has exited;
+    /// `returncode` is None if its status was collected by someone else
+    /// (the caller knows where to look: `Popen.returncode`).
     #[pyo3(signature = (pid, callback, *args))]
     fn add_child_handler(
         slf: &Bound<'_, Self>,
@@ -117,25 +137,31 @@ impl ChildWatcher {
         let py = slf.py();
         let this = slf.get();
         let args: Vec<Py<PyAny>> = args.iter().map(Bound::unbind).collect();
-        if let Some(child) = this.children.borrow_mut(py).get_mut(&pid) {
-            child.callback = callback;
-            child.args = args;
+        let replaced = match this.children.borrow_mut(py).get_mut(&pid) {
+            Some(child) => Some((
+                std::mem::replace(&mut child.callback, callback.clone_ref(py)),
+                std::mem::replace(
+                    &mut child.args,
+                    args.iter().map(|a| a.clone_ref(py)).collect(),
+                ),
+            )),
+            None => None,
+        };
+        if replaced.is_some() {
+            drop(replaced);
             return Ok(());
         }
         let pidfd = pidfd_open(pid).map_err(os_error)?;
         let on_exit = slf.getattr(intern!(py, "_child_exited"))?;
         let pid_obj = pid.into_pyobject(py)?.into_any().unbind();
-        if let Err(err) = LoopCore::add_fd(
+        LoopCore::add_fd(
             this.loop_.bind(py),
-            pidfd,
+            pidfd.as_raw_fd(),
             Side::Read,
             on_exit,
             Args::from_iter([pid_obj]),
-        ) {
-            close_fd(pidfd);
-            return Err(err);
-        }
-        this.children.borrow_mut(py).insert(
+        )?;
+        let old = this.children.borrow_mut(py).insert(
             pid,
             Child {
                 pidfd,
@@ -143,6 +169,7 @@ impl ChildWatcher {
                 args,
             },
         );
+        drop(old);
         Ok(())
     }
 
@@ -150,9 +177,10 @@ impl ChildWatcher {
         let child = self.children.borrow_mut(py).remove(&pid);
         match child {
             Some(child) => {
-                LoopCore::remove_fd(self.loop_.bind(py), child.pidfd, Side::Read)?;
-                close_fd(child.pidfd);
-                Ok(true)
+                let removed =
+                    LoopCore::remove_fd(self.loop_.bind(py), child.pidfd.as_raw_fd(), Side::Read);
+                drop(child);
+                removed.map(|_| true)
             }
             None => Ok(false),
         }
@@ -163,48 +191,48 @@ impl ChildWatcher {
         let Some(child) = self.children.borrow_mut(py).remove(&pid) else {
             return Ok(());
         };
-        LoopCore::remove_fd(self.loop_.bind(py), child.pidfd, Side::Read)?;
-        let returncode = match reap(pid, 0) {
-            Reaped::Exited(code) => code,
-            Reaped::Running | Reaped::Unknown => {
-                logger(py)?.call_method1(
-                    intern!(py, "warning"),
-                    (
-                        "child process pid %d exit status already read:  will report returncode 255",
-                        pid,
-                    ),
-                )?;
-                255
-            }
+        let Child {
+            pidfd,
+            callback,
+            args,
+        } = child;
+        let removed = LoopCore::remove_fd(self.loop_.bind(py), pidfd.as_raw_fd(), Side::Read);
+        let returncode = match reap(&pidfd, false) {
+            Reaped::Exited(code) => Some(code),
+            Reaped::Running | Reaped::Unknown => None,
         };
-        close_fd(child.pidfd);
+        drop(pidfd);
+        removed?;
         let mut call_args = vec![
             pid.into_pyobject(py)?.into_any().unbind(),
             returncode.into_pyobject(py)?.into_any().unbind(),
         ];
-        call_args.extend(child.args);
-        child
-            .callback
+        call_args.extend(args);
+        callback
             .bind(py)
             .call1(PyTuple::new(py, call_args)?)
             .map(drop)
     }
 
     /// Stop watching (the loop is closing). Children that already exited
-    /// are reaped here; the pids of those still running are returned for
-    /// the caller to reap in the background.
-    fn close(&self, py: Python<'_>) -> Vec<i32> {
+    /// are reaped here; those still running are waited for on a background
+    /// thread (by pidfd), so no zombie is left. Returns their pids.
+    fn close(&self, py: Python<'_>) -> PyResult<Vec<i32>> {
         let children: Vec<(i32, Child)> = self.children.borrow_mut(py).drain().collect();
         let mut running = Vec::new();
+        let mut pidfds = Vec::new();
         for (pid, child) in children {
             // The loop may already be closed: its registrations are gone.
-            let _ = LoopCore::remove_fd(self.loop_.bind(py), child.pidfd, Side::Read);
-            close_fd(child.pidfd);
-            if let Reaped::Running = reap(pid, libc::WNOHANG) {
+            let _ = LoopCore::remove_fd(self.loop_.bind(py), child.pidfd.as_raw_fd(), Side::Read);
+            if let Reaped::Running = reap(&child.pidfd, false) {
                 running.push(pid);
+                pidfds.push(child.pidfd);
             }
         }
-        running
+        if !pidfds.is_empty() {
+            reap_in_background(pidfds).map_err(os_error)?;
+        }
+        Ok(running)
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -229,18 +257,6 @@ impl ChildWatcher {
             .children
             .unguarded()
             .map(|mut c| c.drain().map(|(_, child)| child).collect());
-        if let Some(children) = taken {
-            for child in &children {
-                close_fd(child.pidfd);
-            }
-        }
-    }
-}
-
-impl Drop for ChildWatcher {
-    fn drop(&mut self) {
-        for child in self.children.get_mut().values() {
-            close_fd(child.pidfd);
-        }
+        drop(taken);
     }
 }

@@ -109,3 +109,81 @@ pub fn to_py(py: Python<'_>, addr: &SockAddr) -> PyResult<Py<PyAny>> {
         _ => Ok(py.None()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> SockAddr {
+        SockAddr {
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            storage: unsafe { std::mem::zeroed() },
+            len: 0,
+        }
+    }
+
+    fn convert(addr: &SockAddr) -> String {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = to_py(py, addr).expect("convert");
+            obj.bind(py).repr().expect("repr").to_string()
+        })
+    }
+
+    #[test]
+    fn no_address_is_none() {
+        assert_eq!(convert(&empty()), "None");
+    }
+
+    #[test]
+    fn ipv4() {
+        let mut a = empty();
+        // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+        let sin = unsafe {
+            &mut *(&mut a.storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+        };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = 8080u16.to_be();
+        sin.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        a.len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(convert(&a), "('127.0.0.1', 8080)");
+    }
+
+    #[test]
+    fn ipv6_with_flowinfo_and_scope() {
+        let mut a = empty();
+        // SAFETY: as above, for sockaddr_in6.
+        let sin6 = unsafe {
+            &mut *(&mut a.storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+        };
+        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sin6.sin6_port = 443u16.to_be();
+        sin6.sin6_flowinfo = 5u32.to_be();
+        sin6.sin6_scope_id = 2;
+        sin6.sin6_addr.s6_addr[15] = 1;
+        a.len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        assert_eq!(convert(&a), "('::1', 443, 5, 2)");
+    }
+
+    fn unix(path: &[u8]) -> SockAddr {
+        let mut a = empty();
+        // SAFETY: as above, for sockaddr_un.
+        let sun = unsafe {
+            &mut *(&mut a.storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_un>()
+        };
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in sun.sun_path.iter_mut().zip(path) {
+            *d = *s as libc::c_char;
+        }
+        a.len = (std::mem::size_of::<libc::sa_family_t>() + path.len()) as libc::socklen_t;
+        a
+    }
+
+    #[test]
+    fn unix_path_abstract_and_unnamed() {
+        assert_eq!(convert(&unix(b"/tmp/sock\0")), "'/tmp/sock'");
+        assert_eq!(convert(&unix(b"\0abstract")), "b'\\x00abstract'");
+        // An unnamed peer (socketpair): only the family, an empty string.
+        assert_eq!(convert(&unix(b"")), "''");
+    }
+}

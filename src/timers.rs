@@ -129,3 +129,138 @@ impl TimerHeap {
         self.heap.iter().map(|e| &e.handle)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::LoopCore;
+    use crate::handle::{Args, Handle};
+
+    fn timer(py: Python<'_>, lp: &Py<LoopCore>, when: f64) -> Py<TimerHandle> {
+        let callback = py.None();
+        let base = Handle::build(
+            py,
+            callback,
+            Args::new(),
+            None,
+            lp.clone_ref(py),
+            false,
+            true,
+        )
+        .expect("handle");
+        TimerHandle::create(py, when, None, true, base).expect("timer")
+    }
+
+    fn with_loop(f: impl FnOnce(Python<'_>, &Py<LoopCore>)) {
+        Python::initialize();
+        Python::attach(|py| {
+            let lp = py
+                .get_type::<LoopCore>()
+                .call0()
+                .and_then(|l| Ok(l.cast_into::<LoopCore>()?.unbind()))
+                .expect("loop");
+            f(py, &lp);
+        });
+    }
+
+    #[test]
+    fn earliest_first_and_fifo_for_equal_deadlines() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            let whens = [3.0, 1.0, 2.0, 1.0, f64::NEG_INFINITY];
+            let handles: Vec<_> = whens.iter().map(|&w| timer(py, lp, w)).collect();
+            for (w, h) in whens.iter().zip(&handles) {
+                heap.push(*w, h.clone_ref(py));
+            }
+            assert_eq!(heap.next_when(), Some(f64::NEG_INFINITY));
+            let mut order = Vec::new();
+            while let Some(t) = heap.pop_due(f64::INFINITY) {
+                let i = handles.iter().position(|h| h.as_ptr() == t.as_ptr());
+                order.push(i.expect("one of ours"));
+            }
+            // -inf, then 1.0 (pushed second), 1.0 (fourth), 2.0, 3.0.
+            assert_eq!(order, vec![4, 1, 3, 2, 0]);
+            assert_eq!(heap.len(), 0);
+        });
+    }
+
+    #[test]
+    fn pop_due_stops_at_end_time() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            for w in [1.0, 2.0, 3.0] {
+                heap.push(w, timer(py, lp, w));
+            }
+            assert!(heap.pop_due(2.0).is_some());
+            assert!(heap.pop_due(2.0).is_none()); // 2.0 >= end_time
+            assert_eq!(heap.len(), 2);
+        });
+    }
+
+    fn cancel(py: Python<'_>, heap: &mut TimerHeap, t: &Py<TimerHandle>) {
+        Handle::cancel_handle(t.bind(py).as_super()).expect("cancel");
+        heap.note_cancelled();
+    }
+
+    #[test]
+    fn cancelled_at_the_top_are_dropped_one_by_one() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            let ts: Vec<_> = (0..10).map(|i| timer(py, lp, f64::from(i))).collect();
+            for (i, t) in ts.iter().enumerate() {
+                heap.push(i as f64, t.clone_ref(py));
+            }
+            cancel(py, &mut heap, &ts[0]);
+            cancel(py, &mut heap, &ts[1]);
+            cancel(py, &mut heap, &ts[5]);
+            let removed = heap.purge_cancelled(py);
+            assert_eq!(removed.len(), 2); // only those at the top
+            assert_eq!(heap.len(), 8);
+            assert_eq!(heap.next_when(), Some(2.0));
+        });
+    }
+
+    #[test]
+    fn compaction_when_most_are_cancelled() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            let ts: Vec<_> = (0..200).map(|i| timer(py, lp, f64::from(i))).collect();
+            for (i, t) in ts.iter().enumerate() {
+                heap.push(i as f64, t.clone_ref(py));
+            }
+            // Cancel 150 from the end: none at the top.
+            for t in &ts[50..] {
+                cancel(py, &mut heap, t);
+            }
+            let removed = heap.purge_cancelled(py);
+            assert_eq!(removed.len(), 150);
+            assert_eq!(heap.len(), 50);
+            for e in &removed {
+                assert!(!e.handle.get().scheduled.load(Relaxed));
+            }
+            // The survivors still come out in order.
+            let mut last = f64::NEG_INFINITY;
+            while let Some(t) = heap.pop_due(f64::INFINITY) {
+                assert!(t.get().when >= last);
+                last = t.get().when;
+            }
+        });
+    }
+
+    #[test]
+    fn no_compaction_under_the_threshold() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            let ts: Vec<_> = (0..100).map(|i| timer(py, lp, f64::from(i))).collect();
+            for (i, t) in ts.iter().enumerate() {
+                heap.push(i as f64, t.clone_ref(py));
+            }
+            for t in &ts[10..] {
+                cancel(py, &mut heap, t);
+            }
+            // 100 timers is not over MIN_SCHEDULED_TIMER_HANDLES.
+            assert!(heap.purge_cancelled(py).is_empty());
+            assert_eq!(heap.len(), 100);
+        });
+    }
+}

@@ -108,6 +108,43 @@ def pytest_runtest_call(item):
             signal.signal(signal.SIGALRM, old)
 
 
+# -- unexpected exception-handler calls fail the test --------------------------
+#
+# As uvloop's test base does: on ferroloop, a call that reaches the default
+# exception handler (no handler set by the test) is a hidden error, so the
+# test fails, even if everything it asserts holds. A test that expects such a
+# call says so with ``@pytest.mark.exception_handler_ok`` (or sets its own
+# handler). stdlib loops are not checked: their reports are asyncio's.
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "exception_handler_ok: the test expects calls to ferroloop's default exception handler",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_exception_handler_calls(request, monkeypatch):
+    calls = []
+    original = ferroloop.Loop.default_exception_handler
+
+    def recording(self, context):
+        calls.append(context)
+        return original(self, context)
+
+    monkeypatch.setattr(ferroloop.Loop, "default_exception_handler", recording)
+    yield
+    if calls and request.node.get_closest_marker("exception_handler_ok") is None:
+        first = calls[0]
+        pytest.fail(
+            f"{len(calls)} unexpected call(s) to ferroloop's exception handler; first: "
+            f"{first.get('message')!r} {first.get('exception')!r} "
+            "(mark the test exception_handler_ok if expected)",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_running_loop():
     yield

@@ -154,6 +154,7 @@ def test_call_exception_handler_directly(loop):
     assert errors == [(loop, {"message": "hello", "extra": 1})]
 
 
+@pytest.mark.exception_handler_ok
 def test_default_handler_logs_error(loop, caplog):
     caplog.set_level(logging.ERROR, logger="asyncio")
     loop.call_soon(boom)
@@ -166,6 +167,7 @@ def test_default_handler_logs_error(loop, caplog):
     assert rec.exc_info and rec.exc_info[0] is ValueError
 
 
+@pytest.mark.exception_handler_ok
 def test_default_handler_log_includes_traceback(loop, caplog):
     caplog.set_level(logging.ERROR, logger="asyncio")
     loop.call_soon(boom)
@@ -174,6 +176,7 @@ def test_default_handler_log_includes_traceback(loop, caplog):
     assert 'raise ValueError("boom")' in caplog.text
 
 
+@pytest.mark.exception_handler_ok
 def test_default_handler_log_shows_handle_with_callback(loop, caplog):
     # asyncio's default handler prints "handle: <Handle boom() at ...>".
     caplog.set_level(logging.ERROR, logger="asyncio")
@@ -185,6 +188,7 @@ def test_default_handler_log_shows_handle_with_callback(loop, caplog):
     assert "boom()" in handle_lines[0]
 
 
+@pytest.mark.exception_handler_ok
 def test_error_in_exception_handler_is_logged(loop, caplog):
     caplog.set_level(logging.ERROR, logger="asyncio")
 

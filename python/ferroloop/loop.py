@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
-import os
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -75,19 +75,6 @@ class _ReactorSelector:
 _PIDFD = ChildWatcher.supported()
 
 
-def _reap_in_background(pids) -> None:
-    """Wait for children that outlived their loop, so none stays a zombie."""
-
-    def reap():
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-
-    threading.Thread(target=reap, name="ferroloop-reaper", daemon=True).start()
-
-
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux; Python 3.10+ names it)
 _CHILD_PIPE_SIZE = 1024 * 1024
 
@@ -141,6 +128,9 @@ class Loop(LoopCore, _SelectorLoop):
     def add_signal_handler(self, sig, callback, *args):
         self._set_quiet_fd(-1)
         super().add_signal_handler(sig, callback, *args)
+        # A full self-pipe already means the loop will wake and run the
+        # handlers: not worth a warning per signal (a flood printed hundreds).
+        signal.set_wakeup_fd(self._csock.fileno(), warn_on_full_buffer=False)
 
     def remove_signal_handler(self, sig):
         removed = super().remove_signal_handler(sig)
@@ -265,7 +255,7 @@ class Loop(LoopCore, _SelectorLoop):
             waiter=waiter, extra=extra, **kwargs,
         )
         try:
-            self._child_watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
+            self._child_watcher.add_child_handler(transp.get_pid(), self._pidfd_child_exited, transp)
         except OSError:
             # No pidfd for this child (fd limit reached, say): asyncio's
             # default watcher waits for it instead.
@@ -282,6 +272,19 @@ class Loop(LoopCore, _SelectorLoop):
             await (tasks.shield(wait) if _compat.SUBPROCESS_SHIELD_WAIT else wait)
             raise
         return transp
+
+    def _pidfd_child_exited(self, pid, returncode, transp):
+        if returncode is None:
+            # Collected elsewhere: Popen.send_signal()/kill() poll first, and
+            # Popen then holds the status (asyncio 3.13 takes it from there).
+            proc = getattr(transp, "_proc", None)
+            returncode = getattr(proc, "returncode", None)
+            if returncode is None:
+                base_events.logger.warning(
+                    "child process pid %d exit status already read: "
+                    " will report returncode 255", pid)
+                returncode = 255
+        self._child_watcher_callback(pid, returncode, transp)
 
     # -- sockets -----------------------------------------------------------
     # The syscalls, retries and clean-up run in Rust (sock_ops.rs); these
@@ -337,8 +340,7 @@ class Loop(LoopCore, _SelectorLoop):
         if self.is_closed():
             return
         if self._child_watcher is not None:
-            running = self._child_watcher.close()
-            if running:
-                _reap_in_background(running)
+            # Children still running are reaped on a background thread.
+            self._child_watcher.close()
         super().close()
         self._close_core()

@@ -61,8 +61,21 @@ impl WriteBuffer {
         self.len
     }
 
-    /// Keep `obj[start..]` (a bytes object) by reference.
+    /// Keep `obj[start..]` (a bytes object) by reference. A `bytes`
+    /// subclass is copied instead: its `__del__` could call back into the
+    /// transport, and chunks are dropped while the transport's state is
+    /// borrowed (by `flush`, `clear`). Dropping an exact bytes object never
+    /// runs Python code. (The caller still holds `obj`.)
     pub fn push_shared(&mut self, obj: Py<PyBytes>, start: usize, total: usize) {
+        // SAFETY: a type check on a live object.
+        if unsafe { ffi::PyBytes_CheckExact(obj.as_ptr()) } == 0 {
+            let chunk = Chunk {
+                data: Data::Shared(obj),
+                start,
+            };
+            let copy = chunk.bytes().to_vec();
+            return self.push_copy(&copy);
+        }
         if start < total {
             self.len += total - start;
             self.chunks.push_back(Chunk {
@@ -102,18 +115,21 @@ impl WriteBuffer {
         if self.chunks.is_empty() {
             return Ok(0);
         }
-        let iov: Vec<libc::iovec> = self
-            .chunks
-            .iter()
-            .take(MAX_IOV)
-            .map(|c| {
-                let b = c.bytes();
-                libc::iovec {
-                    iov_base: b.as_ptr() as *mut libc::c_void,
-                    iov_len: b.len(),
-                }
-            })
-            .collect();
+        // On the stack: a flush allocates nothing.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut count = 0;
+        for (slot, chunk) in iov.iter_mut().zip(self.chunks.iter()) {
+            let b = chunk.bytes();
+            *slot = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+            count += 1;
+        }
+        let iov = &iov[..count];
         // SAFETY: every iovec points into a chunk this buffer owns and does
         // not touch during the call; the kernel only reads them.
         let n = unsafe {
@@ -153,5 +169,99 @@ impl WriteBuffer {
                 n = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    fn socketpair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: a plain syscall writing two fds into `fds`.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both fds were just opened for us.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn read_all(fd: &OwnedFd) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: reading into a local buffer of the given length.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+    }
+
+    #[test]
+    fn flush_sends_chunks_in_order_and_consumes() {
+        let (a, b) = socketpair();
+        let mut wb = WriteBuffer::default();
+        wb.push_copy(b"hello ");
+        wb.push_copy(b"");
+        wb.push_copy(b"world");
+        assert_eq!(wb.len(), 11);
+        assert_eq!(wb.flush(a.as_raw_fd(), true).expect("flush"), 11);
+        assert!(wb.is_empty());
+        assert_eq!(read_all(&b), b"hello world");
+        assert_eq!(wb.flush(a.as_raw_fd(), true).expect("empty flush"), 0);
+    }
+
+    #[test]
+    fn one_flush_takes_at_most_max_iov_chunks() {
+        let (a, b) = socketpair();
+        let mut wb = WriteBuffer::default();
+        for i in 0..(MAX_IOV + 10) {
+            wb.push_copy(&[i as u8]);
+        }
+        assert_eq!(wb.flush(a.as_raw_fd(), true).expect("flush"), MAX_IOV);
+        assert_eq!(wb.len(), 10);
+        assert_eq!(wb.flush(a.as_raw_fd(), false).expect("writev"), 10);
+        let expected: Vec<u8> = (0..(MAX_IOV + 10)).map(|i| i as u8).collect();
+        assert_eq!(read_all(&b), expected);
+    }
+
+    #[test]
+    fn partial_send_keeps_the_rest() {
+        let (a, b) = socketpair();
+        let mut wb = WriteBuffer::default();
+        let big = vec![7u8; 8 << 20]; // more than a socket buffer holds
+        wb.push_copy(&big);
+        wb.push_copy(b"tail");
+        let sent = wb.flush(a.as_raw_fd(), true).expect("flush");
+        assert!(sent > 0 && sent < big.len());
+        assert_eq!(wb.len(), big.len() + 4 - sent);
+        // Would block now: Ok(0), nothing consumed.
+        assert_eq!(wb.flush(a.as_raw_fd(), true).expect("again"), 0);
+        let mut got = read_all(&b).len();
+        while !wb.is_empty() {
+            wb.flush(a.as_raw_fd(), true).expect("more");
+            got += read_all(&b).len();
+        }
+        assert_eq!(got, big.len() + 4);
+    }
+
+    #[test]
+    fn flush_error_is_reported() {
+        let (a, b) = socketpair();
+        drop(b);
+        let mut wb = WriteBuffer::default();
+        wb.push_copy(b"x");
+        let err = wb.flush(a.as_raw_fd(), true).expect_err("peer gone");
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+        assert_eq!(wb.len(), 1);
     }
 }

@@ -6,23 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-import importlib
 
-
-def _import_ferroloop():
-    # The lead engineer may be reinstalling the wheel: retry for a while.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return importlib.import_module("ferroloop")
-        except ImportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-ferroloop = _import_ferroloop()
+# The installed build, or an ImportError: a test run never waits for one.
+import ferroloop
 
 # The CPython versions whose asyncio behaves differently in what a test
 # checks: the tests follow each version's asyncio, as ferroloop does.

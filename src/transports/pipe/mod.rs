@@ -248,7 +248,10 @@ macro_rules! ends_methods {
             }
 
             fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
-                self.ends.borrow_mut(py).protocol = Some(protocol);
+                // The old protocol is dropped after the borrow: its
+                // `__del__` may call back into the transport.
+                let old = self.ends.borrow_mut(py).protocol.replace(protocol);
+                drop(old);
             }
 
             fn _call_connection_lost(
@@ -263,12 +266,13 @@ macro_rules! ends_methods {
                 if let Some(e) = self.ends.unguarded() {
                     e.visit(&visit)?;
                 }
-                Ok(())
+                self.watch.visit(&visit)
             }
 
             fn __clear__(&self) {
                 let taken = self.ends.unguarded().map(|mut e| e.take());
-                drop(taken);
+                let handles = self.watch.take_unguarded();
+                drop((taken, handles));
             }
         }
     };

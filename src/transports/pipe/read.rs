@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use super::{call_soon, debug_log, fatal_report, start, Ends};
 use crate::event_loop::LoopCore;
+use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::reactor::Side;
@@ -20,6 +21,8 @@ const MAX_SIZE: usize = 256 * 1024;
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct ReadPipeCore {
     fd: RawFd,
+    /// Our registration: removed only if still ours.
+    pub(super) watch: FdWatch,
     pub(super) ends: GilCell<Ends>,
     /// (closing, paused)
     flags: GilCell<(bool, bool)>,
@@ -32,10 +35,8 @@ impl ReadPipeCore {
     }
 
     fn remove_reader(&self, py: Python<'_>) -> PyResult<()> {
-        if let Some(lp) = self.ends.borrow(py).loop_(py) {
-            LoopCore::remove_fd(&lp, self.fd, Side::Read)?;
-        }
-        Ok(())
+        let lp = self.ends.borrow(py).loop_(py);
+        self.watch.remove(lp.as_ref(), Side::Read)
     }
 
     fn close_with(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
@@ -61,6 +62,7 @@ impl ReadPipeCore {
     ) -> Self {
         ReadPipeCore {
             fd,
+            watch: FdWatch::new(fd),
             ends: GilCell::new(Ends::new(loop_, pipe, protocol, owner)),
             flags: GilCell::new((false, false)),
         }
@@ -89,9 +91,10 @@ impl ReadPipeCore {
         if !this.is_reading_now(py) {
             return Ok(());
         }
-        if let Some(lp) = this.ends.borrow(py).loop_(py) {
+        let lp = this.ends.borrow(py).loop_(py);
+        if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            LoopCore::add_fd(&lp, this.fd, Side::Read, cb, Args::new())?;
+            this.watch.add(&lp, Side::Read, cb)?;
         }
         Ok(())
     }

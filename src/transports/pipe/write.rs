@@ -9,6 +9,7 @@ use pyo3::types::PyBytes;
 
 use super::{call_soon, connection_lost, debug_log, fatal_report, start, Ends};
 use crate::event_loop::LoopCore;
+use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::reactor::{os_error, Side};
@@ -30,6 +31,9 @@ struct WriteState {
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct WritePipeCore {
     fd: RawFd,
+    /// Our registrations (the peer watch, the writer): removed only if
+    /// still ours.
+    pub(super) watch: FdWatch,
     is_socket: bool,
     pub(super) ends: GilCell<Ends>,
     st: GilCell<WriteState>,
@@ -37,10 +41,8 @@ pub struct WritePipeCore {
 
 impl WritePipeCore {
     fn remove(&self, py: Python<'_>, side: Side) -> PyResult<()> {
-        if let Some(lp) = self.ends.borrow(py).loop_(py) {
-            LoopCore::remove_fd(&lp, self.fd, side)?;
-        }
-        Ok(())
+        let lp = self.ends.borrow(py).loop_(py);
+        self.watch.remove(lp.as_ref(), side)
     }
 
     fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
@@ -99,6 +101,7 @@ impl WritePipeCore {
     ) -> Self {
         WritePipeCore {
             fd,
+            watch: FdWatch::new(fd),
             is_socket,
             ends: GilCell::new(Ends::new(loop_, pipe, protocol, owner)),
             st: GilCell::new(WriteState {
@@ -148,9 +151,10 @@ impl WritePipeCore {
         if this.st.borrow(py).closing {
             return Ok(()); // closed before the loop got here: nothing to watch
         }
-        if let Some(lp) = this.ends.borrow(py).loop_(py) {
+        let lp = this.ends.borrow(py).loop_(py);
+        if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            LoopCore::add_fd(&lp, this.fd, Side::Read, cb, Args::new())?;
+            this.watch.add(&lp, Side::Read, cb)?;
         }
         Ok(())
     }
@@ -222,9 +226,10 @@ impl WritePipeCore {
                     return Self::_fatal_error(slf, exc, "Fatal write error on pipe transport");
                 }
             }
-            if let Some(lp) = this.ends.borrow(py).loop_(py) {
+            let lp = this.ends.borrow(py).loop_(py);
+            if let Some(lp) = lp {
                 let cb = slf.getattr(intern!(py, "_write_ready"))?;
-                LoopCore::add_fd(&lp, this.fd, Side::Write, cb, Args::new())?;
+                this.watch.add(&lp, Side::Write, cb)?;
             }
         }
         {

@@ -142,7 +142,9 @@ impl SocketTransportCore {
         let Some(sock) = self.sock_obj(py) else {
             return Ok(());
         };
-        if connected {
+        // No address and none fixed: to the peer, as `socket.send` does on a
+        // connected socket (an unnamed Unix peer has an empty peername).
+        if connected || addr.is_none() {
             sock.call_method1(intern!(py, "send"), (data,)).map(drop)
         } else {
             sock.call_method1(intern!(py, "sendto"), (data, addr))
@@ -282,7 +284,9 @@ impl SocketTransportCore {
             }
         }
         // What is queued must not change: bytes as they are, others copied.
-        let data: Py<PyBytes> = match data.cast::<PyBytes>() {
+        // (A bytes subclass is copied too: its `__del__` must not run while
+        // the queue is borrowed.)
+        let data: Py<PyBytes> = match data.cast_exact::<PyBytes>() {
             Ok(b) => b.clone().unbind(),
             Err(_) => {
                 let view = BufferView::new(data, false)?;

@@ -454,10 +454,14 @@ impl SocketTransportCore {
         let py = protocol.py();
         let buffered =
             protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)?;
-        let mut st = self.st.borrow_mut(py);
-        st.buffered = buffered;
-        st.protocol = Some(protocol.unbind());
-        st.protocol_connected = true;
+        let old = {
+            let mut st = self.st.borrow_mut(py);
+            st.buffered = buffered;
+            st.protocol_connected = true;
+            st.protocol.replace(protocol.unbind())
+        };
+        // The old protocol's `__del__` may call back into the transport.
+        drop(old);
         Ok(())
     }
 
@@ -520,7 +524,7 @@ impl SocketTransportCore {
                 st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
             )
         };
-        let exc = exc.map_or_else(|| py.None().into_bound(py), |e| e);
+        let exc = exc.unwrap_or_else(|| py.None().into_bound(py));
         let lost = match (&protocol, connected) {
             (Some(p), true) => p
                 .bind(py)
@@ -532,7 +536,8 @@ impl SocketTransportCore {
             Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
             None => Ok(()),
         };
-        this.st.borrow_mut(py).loop_ = None;
+        let lp = this.st.borrow_mut(py).loop_.take();
+        drop(lp);
         let detached = match (&server, &owner) {
             (Some(s), Some(o)) if compat::SERVER_DETACH_TAKES_TRANSPORT => s
                 .bind(py)

@@ -317,7 +317,15 @@ impl SocketTransportCore {
         let bytes: &[u8] = match data.cast::<PyBytes>() {
             Ok(b) => b.as_bytes(),
             Err(_) => {
-                view = BufferView::new(data, false)?;
+                view = match BufferView::new(data, false) {
+                    Ok(view) => view,
+                    // A buffer `send` cannot take (a non-contiguous view):
+                    // asyncio's `sock.send` fails, and that is a fatal error.
+                    Err(e) if buffer_empty => {
+                        return Self::fatal_error(slf, e, "Fatal write error on socket transport")
+                    }
+                    Err(e) => return Err(e),
+                };
                 // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
                 unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
             }
@@ -461,7 +469,12 @@ impl SocketTransportCore {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         let waiter = waiter.unbind();
-        self.st.borrow_mut(py).empty_waiter = Some(waiter.clone_ref(py));
+        let old = self
+            .st
+            .borrow_mut(py)
+            .empty_waiter
+            .replace(waiter.clone_ref(py));
+        drop(old);
         Ok(waiter)
     }
 
