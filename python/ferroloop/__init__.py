@@ -29,12 +29,7 @@ __all__ = (
     "__version__",
 )
 
-try:
-    from importlib.metadata import version as _version
-
-    __version__: str = _version("ferroloop")
-except Exception:  # pragma: no cover - running from a source tree
-    __version__ = "0.1.0"
+from ._ferroloop import __version__  # Cargo.toml's version, the only source
 
 _T = TypeVar("_T")
 
