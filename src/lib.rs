@@ -28,6 +28,7 @@ mod server;
 mod sock_ops;
 mod sockaddr;
 mod sysio;
+mod telemetry;
 mod timers;
 mod transports;
 
