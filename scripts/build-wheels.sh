@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the distributable files into dist/:
 #   - a manylinux wheel for the host CPython (PYTHON, the project venv's);
-#   - manylinux wheels for each of VERSIONS (3.13 3.14 3.15) inside the
-#     Debian sid root (scripts/sid-root.sh), when running as root;
+#   - with WHEELS_SID=1, manylinux wheels for each of VERSIONS (3.13 3.14
+#     3.15) inside the Debian sid root (scripts/sid-root.sh), as root. Opt-in:
+#     sid-root.sh rebuilds the shared cached root when its package list
+#     differs from this checkout's, which must not happen behind a test run.
 #   - an sdist (builds with stable Rust: `pip install ferroloop-*.tar.gz`).
 # Wheels are linked by maturin against manylinux2014's glibc 2.17 with zig
 # (`--zig`, the `ziglang` package from PyPI), so they install on any Linux
@@ -12,6 +14,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py="$1"; shift
+# maturin runs zig as `python -m ziglang` with the python on PATH: the venv's.
+export PATH="$(cd "$(dirname "$py")" && pwd):$PATH"
 dist=dist
 compat=manylinux_2_17
 say() { echo "== wheels: $*"; }
@@ -23,12 +27,14 @@ say "[host CPython $host_ver] maturin build --release --zig --compatibility $com
 "$py" -m maturin build -q --release --zig --compatibility "$compat" -i "$py" -o "$dist" || status=1
 
 say "sdist"
-"$py" -m maturin sdist -q -o "$dist" || status=1
+"$py" -m maturin sdist -o "$dist" || status=1
 
 vers=()
 for v in "$@"; do [ "$v" != "$host_ver" ] && vers+=("$v"); done
 if [ "${#vers[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -eq 0 ]; then
+    if [ "${WHEELS_SID:-0}" != 1 ]; then
+        say "CPython ${vers[*]}: not built (WHEELS_SID=1 make wheels builds them in the sid root)"
+    elif [ "$(id -u)" -eq 0 ]; then
         interps=(); for v in "${vers[@]}"; do interps+=(-i "python$v"); done
         say "[CPython ${vers[*]}] in the sid root (scripts/sid-root.sh)"
         # A venv of its own in the root, with maturin and zig; a target dir
