@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 WHEELS := target/wheels
 SID_VERSIONS ?= 3.13 3.14 3.15
 
-.PHONY: venv deps build showcase test test-versions unit conformance examples-test bench bench-smoke
+.PHONY: venv deps build showcase test test-versions unit conformance examples-test bench bench-smoke wheels wheel-test
 
 venv:
 	@test -x $(PY) || { echo "== creating the project venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -27,6 +27,7 @@ build: deps
 	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEELS)/ferroloop-*.whl
 
 showcase: build
+	@echo "== running the examples on ferroloop, then python -m ferroloop.bench (asyncio, uvloop, rloop, ferroloop)"
 	$(PY) examples/showcase.py
 
 unit:
@@ -44,16 +45,33 @@ test-versions: deps
 	HOST_PYTHON=$(PYTHON) VENV=$(VENV) SID_VERSIONS="$(SID_VERSIONS)" bash scripts/test-all.sh
 
 bench:
+	@echo "== [1/4] scheduling benchmarks (bench/run.py)"
 	$(PY) bench/run.py
+	@echo "== [2/4] echo server benchmark (bench/echo_run.py)"
 	$(PY) bench/echo_run.py
+	@echo "== [3/4] subprocess benchmarks (bench/proc_run.py)"
 	$(PY) bench/proc_run.py
+	@echo "== [4/4] uvicorn HTTP benchmark (bench/http_run.py)"
 	$(PY) bench/http_run.py
+	@echo "== bench: all four benchmarks ran (see the tables above)"
 
+# Checks that every benchmark runs; the timings are too short to judge.
 bench-smoke:
 	@echo "== benchmark smoke run (checks that every benchmark runs; timings are not meaningful here)"
-	$(PY) bench/run.py --smoke
-	$(PY) bench/echo_run.py --smoke
-	$(PY) bench/proc_run.py --smoke
-	$(PY) bench/http_run.py --smoke
+	@echo "== [1/5] scheduling"; $(PY) bench/run.py --smoke
+	@echo "== [2/5] echo server"; $(PY) bench/echo_run.py --smoke
+	@echo "== [3/5] subprocesses"; $(PY) bench/proc_run.py --smoke
+	@echo "== [4/5] uvicorn HTTP"; $(PY) bench/http_run.py --smoke
+	@echo "== [5/5] python -m ferroloop.bench --smoke"; $(PY) -m ferroloop.bench --smoke
+	@echo "== bench-smoke: ok, every benchmark ran"
+
+# Distributable manylinux wheels (maturin --zig links against an old glibc)
+# for the host CPython and, through the sid root, $(SID_VERSIONS); plus an
+# sdist. Then installs one into a fresh venv with no Rust on PATH.
+wheels: deps
+	bash scripts/build-wheels.sh $(PY) $(SID_VERSIONS)
+
+wheel-test:
+	$(PY) -m pytest tests/test_wheel_install.py -q $(PYTEST_ARGS)
 
 test: test-versions bench-smoke

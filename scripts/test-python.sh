@@ -43,7 +43,7 @@ say "installing the test requirements"
 # new CPython yet: each is tried on its own, and the tests needing a missing
 # one skip with the reason. The summary lists what could not be installed.
 : > "$results/missing-packages"
-peers=$(cat requirements-test-peers.txt requirements-examples.txt requirements-interactive.txt 2>/dev/null \
+peers=$(cat requirements-test-peers.txt requirements-examples.txt requirements-interactive.txt requirements-integrations.txt 2>/dev/null \
         | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$')
 if ! "$vpy" -m pip install -q $peers >"$results/pip-peers.log" 2>&1; then
     for req in $peers; do

@@ -24,6 +24,7 @@ use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handle::{untracked, Args, Handle, TimerHandle};
 use crate::reactor::{os_error, FdHandles, Reactor, Side};
+use crate::telemetry::{self, LoopStats};
 use crate::timers::TimerHeap;
 
 static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -42,9 +43,9 @@ pub enum Ready {
 
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
-    ready: GilCell<VecDeque<Ready>>,
-    timers: GilCell<TimerHeap>,
-    reactor: Reactor,
+    pub(crate) ready: GilCell<VecDeque<Ready>>,
+    pub(crate) timers: GilCell<TimerHeap>,
+    pub(crate) reactor: Reactor,
     stopping: AtomicBool,
     closed: AtomicBool,
     debug: AtomicBool,
@@ -67,6 +68,9 @@ pub struct LoopCore {
     /// accepts them and fails in the next iteration; so do we.
     bad_timers: GilCell<Vec<Py<TimerHandle>>>,
     has_bad_timers: AtomicBool,
+    /// Telemetry (see `telemetry.rs`): off unless asked for.
+    pub(crate) telemetry: AtomicBool,
+    pub(crate) stats: GilCell<LoopStats>,
 }
 
 const CLOCK_UNKNOWN: u8 = 0;
@@ -280,12 +284,17 @@ impl LoopCore {
             && this
                 .reactor
                 .watches_nothing_but(py, this.quiet_fd.load(Relaxed));
+        let telem = this.telemetry.load(Relaxed);
         if !nothing_to_poll {
+            let started = telemetry::start(telem);
             this.polling.store(true, SeqCst);
             let polled = this.reactor.poll(py, timeout, |h| {
                 this.ready.borrow_mut(py).push_back(Ready::Native(h));
             });
             this.polling.store(false, SeqCst);
+            if let Some(t0) = started {
+                this.stats.borrow_mut(py).poll_time += t0.elapsed();
+            }
             polled?;
         }
         // Runs Python-level signal handlers (e.g. SIGINT's KeyboardInterrupt)
@@ -305,7 +314,12 @@ impl LoopCore {
         }
 
         let debug = this.is_debug();
+        // One per-callback branch, as before telemetry existed.
+        let instrumented = debug || telem;
         let ntodo = this.ready.borrow(py).len();
+        if telem {
+            this.stats.borrow_mut(py).iterations += 1;
+        }
         for _ in 0..ntodo {
             let item = this.ready.borrow_mut(py).pop_front();
             match item {
@@ -315,8 +329,8 @@ impl LoopCore {
                     if handle.get().is_cancelled() {
                         continue;
                     }
-                    if debug {
-                        slf.call_method1(intern!(py, "_run_handle_debug"), (handle,))?;
+                    if instrumented {
+                        Self::run_instrumented(slf, handle.as_any(), debug, telem)?;
                     } else {
                         Handle::run(&handle)?;
                     }
@@ -326,13 +340,35 @@ impl LoopCore {
                     if handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
                         continue;
                     }
-                    if debug {
-                        slf.call_method1(intern!(py, "_run_handle_debug"), (handle,))?;
+                    if instrumented {
+                        Self::run_instrumented(slf, &handle, debug, telem)?;
                     } else {
                         handle.call_method0(intern!(py, "_run"))?;
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Run one callback in debug mode and/or with telemetry.
+    fn run_instrumented(
+        slf: &Bound<'_, Self>,
+        handle: &Bound<'_, PyAny>,
+        debug: bool,
+        telem: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let started = telemetry::start(telem);
+        if debug {
+            slf.call_method1(intern!(py, "_run_handle_debug"), (handle,))?;
+        } else if let Ok(native) = handle.cast::<Handle>() {
+            Handle::run(native)?;
+        } else {
+            handle.call_method0(intern!(py, "_run"))?;
+        }
+        if let Some(t0) = started {
+            telemetry::callback_ran(py, &slf.get().stats, t0, handle);
         }
         Ok(())
     }
@@ -710,6 +746,8 @@ impl LoopCore {
             clock_state: AtomicU8::new(CLOCK_UNKNOWN),
             bad_timers: GilCell::new(Vec::new()),
             has_bad_timers: AtomicBool::new(false),
+            telemetry: AtomicBool::new(false),
+            stats: GilCell::new(LoopStats::default()),
         })
     }
 

@@ -29,11 +29,14 @@ mod server;
 mod sock_ops;
 mod sockaddr;
 mod sysio;
+mod telemetry;
 mod timers;
 mod transports;
 
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The one version number: Cargo.toml's (maturin gives it to the wheel).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;

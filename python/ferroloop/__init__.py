@@ -17,6 +17,13 @@ from typing import Any, Coroutine, TypeVar
 from . import _compat
 from ._ferroloop import Handle, TimerHandle
 from .loop import Loop
+from ._telemetry import (
+    disable_telemetry,
+    enable_report_signal,
+    enable_telemetry,
+    report,
+    stats,
+)
 
 __all__ = (
     "Loop",
@@ -26,22 +33,31 @@ __all__ = (
     "run",
     "install",
     "EventLoopPolicy",
+    "stats",
+    "report",
+    "enable_telemetry",
+    "disable_telemetry",
+    "enable_report_signal",
     "__version__",
 )
 
-try:
-    from importlib.metadata import version as _version
-
-    __version__: str = _version("ferroloop")
-except Exception:  # pragma: no cover - running from a source tree
-    __version__ = "0.1.0"
+from ._ferroloop import __version__  # Cargo.toml's version, the only source
 
 _T = TypeVar("_T")
 
 
+# Set by ``python -m ferroloop --report``: every new loop gets telemetry
+# and is remembered for the report at exit.
+_report_loops: list[Loop] | None = None
+
+
 def new_event_loop() -> Loop:
     """Return a new ferroloop event loop."""
-    return Loop()
+    loop = Loop()
+    if _report_loops is not None:
+        enable_telemetry(loop)
+        _report_loops.append(loop)
+    return loop
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:

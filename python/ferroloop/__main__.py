@@ -14,7 +14,10 @@ import warnings
 
 import ferroloop
 
-USAGE = "usage: python -m ferroloop [-m module | script.py] [args...]"
+USAGE = """usage: python -m ferroloop [--report] [-m module | script.py] [args...]
+
+  --report   enable loop telemetry and print a report of every ferroloop
+             loop to stderr when the program ends"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,11 +28,44 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] == "--version":
         print(f"ferroloop {ferroloop.__version__}")
         return
+    reporting = argv[0] == "--report"
+    if reporting:
+        argv = argv[1:]
+        if not argv:
+            print(USAGE, file=sys.stderr)
+            raise SystemExit(2)
+        ferroloop._report_loops = []
     with warnings.catch_warnings():
         # Policies are deprecated from 3.14; they are still how asyncio.run()
         # in an unmodified script finds its loop factory.
         warnings.simplefilter("ignore", DeprecationWarning)
-        ferroloop.install()
+        if reporting:
+            policy = ferroloop.EventLoopPolicy()
+            policy._loop_factory = ferroloop.new_event_loop  # telemetry on each loop
+            import asyncio
+
+            asyncio.set_event_loop_policy(policy)
+        else:
+            ferroloop.install()
+    try:
+        _run(argv)
+    finally:
+        if reporting:
+            _print_reports()
+
+
+def _print_reports() -> None:
+    from ferroloop._telemetry import format_report, stats
+
+    loops = ferroloop._report_loops or []
+    if not loops:
+        print("ferroloop report: the program created no ferroloop loop", file=sys.stderr)
+    for i, loop in enumerate(loops, 1):
+        title = "ferroloop report" + (f" (loop {i} of {len(loops)})" if len(loops) > 1 else "")
+        print(format_report(stats(loop), title), file=sys.stderr, flush=True)
+
+
+def _run(argv: list[str]) -> None:
     if argv[0] == "-m":
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)
