@@ -9,14 +9,15 @@ PY := $(VENV)/bin/python
 WHEELS := target/wheels
 SID_VERSIONS ?= 3.13 3.14 3.15
 
-.PHONY: venv deps build showcase test test-versions unit conformance examples-test bench bench-smoke wheels wheel-test
+.PHONY: venv deps build showcase test test-versions lint rust-test unit conformance examples-test bench bench-smoke wheels wheel-test
 
 venv:
 	@test -x $(PY) || { echo "== creating the project venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 
 deps: venv
-	@echo "== system packages the tests need (installed only when missing; see the script)"
+	@echo "== system packages the tests need (installed only when missing; see the scripts)"
 	bash scripts/install-system-deps.sh
+	PYTHON=$(PY) bash scripts/install-interactive-deps.sh
 	@echo "== Python packages into $(VENV)"
 	$(PY) -m pip install -q -r requirements-dev.txt
 
@@ -29,6 +30,15 @@ build: deps
 showcase: build
 	@echo "== running the examples on ferroloop, then python -m ferroloop.bench (asyncio, uvloop, rloop, ferroloop)"
 	$(PY) examples/showcase.py
+
+# Static gates: cargo fmt, clippy (warnings are errors), ruff, stubtest.
+lint:
+	PYTHON=$(PY) bash scripts/lint.sh
+
+# Unit tests of the pure-Rust parts (timer heap, write buffer, sockaddr).
+rust-test:
+	@echo "== cargo test (pure-Rust units)"
+	PYO3_PYTHON=$(abspath $(PY)) cargo test -q
 
 unit:
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
@@ -74,4 +84,4 @@ wheels: deps
 wheel-test:
 	$(PY) -m pytest tests/test_wheel_install.py -q $(PYTEST_ARGS)
 
-test: test-versions bench-smoke
+test: build lint rust-test test-versions bench-smoke

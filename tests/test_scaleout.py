@@ -10,10 +10,8 @@ outgrows one core by running several worker processes on one port.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -24,7 +24,6 @@ import random
 import tempfile
 import time
 from typing import Dict, Iterator, List
-import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))

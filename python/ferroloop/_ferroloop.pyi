@@ -11,6 +11,7 @@ from typing_extensions import TypeVarTuple, Unpack, disjoint_base
 _Ts = TypeVarTuple("_Ts")
 
 __all__ = [
+    "__version__",
     "LoopCore",
     "Handle",
     "sock_recv",
@@ -89,8 +90,12 @@ class LoopCore:
     def stop(self) -> None: ...
     def _add_callback(self, handle: Any) -> None: ...
     def _write_to_self(self) -> None: ...
-    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle: ...
-    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle: ...
+    def _add_reader(
+        self, fd: Any, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Handle: ...
+    def _add_writer(
+        self, fd: Any, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Handle: ...
     def _remove_reader(self, fd: Any) -> bool: ...
     def _remove_writer(self, fd: Any) -> bool: ...
     def _fd_callbacks(self, fd: Any) -> tuple[Handle | None, Handle | None]: ...
@@ -115,7 +120,14 @@ class SocketTransportCore:
     datagram sockets); the Python classes bind its methods."""
 
     def __new__(
-        cls, loop_: LoopCore, sock: Any, fd: int, protocol: asyncio.BaseProtocol, owner: Any, server: Any = None
+        cls,
+        loop_: LoopCore,
+        sock: Any,
+        fd: int,
+        protocol: asyncio.BaseProtocol,
+        owner: Any,
+        server: Any = None,
+        context: Context | None = None,
     ) -> SocketTransportCore: ...
     @staticmethod
     def datagram(
@@ -221,6 +233,12 @@ class Acceptor:
     """A listening socket's reader: accepts connections for a plain server."""
 
     def __new__(
-        cls, loop_: LoopCore, sock: Any, protocol_factory: Callable[[], asyncio.BaseProtocol], server: Any, backlog: int
+        cls,
+        loop_: LoopCore,
+        sock: Any,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        server: Any,
+        backlog: int,
+        context: Context | None = None,
     ) -> Acceptor: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ("UvicornWorker", "AiohttpWorker")
+__all__ = ("UvicornWorker", "AiohttpWorker")  # noqa: F822  (built lazily by __getattr__)
 
 #: The ``--loop`` value uvicorn (>= 0.36) takes for ferroloop: an import
 #: string of the loop factory. uvicorn accepts only its own loop names
