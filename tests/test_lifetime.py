@@ -374,3 +374,33 @@ def test_dropped_unclosed_loop_with_pending_sock_recv_is_collected(loop_factory)
             b.close()
         gc.collect()
     assert all(r() is None for r in refs)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_failed_task_freed_by_refcount_after_its_step(loop_factory, debug):
+    # The task's exception holds its frames; a frame's f_back must not lead
+    # back to the handle that ran it (asyncio's Handle._run drops `self`).
+    # Otherwise the task lives until a gc pass, and "Task exception was
+    # never retrieved" (with the handler run in the task's context, 3.12+)
+    # comes late: CPython's test_task_exc_handler_correct_context.
+    lp = loop_factory()
+    lp.set_debug(debug)
+    lp.set_exception_handler(lambda loop, ctx: None)
+
+    async def fails():
+        1 / 0
+
+    async def main():
+        task = asyncio.tasks._PyTask(fails(), loop=lp)
+        ref = weakref.ref(task)
+        del task
+        await asyncio.sleep(0)
+        return ref
+
+    gc.disable()
+    try:
+        ref = lp.run_until_complete(main())
+        assert ref() is None
+    finally:
+        gc.enable()
+        lp.close()

@@ -191,6 +191,9 @@ class Loop(LoopCore, _SelectorLoop):
                 )
         finally:
             self._current_handle = None
+            # A traceback of the callback's may reach this frame (f_back):
+            # drop the handle, as asyncio's Handle._run does with `self`.
+            handle = None  # noqa: F841
 
     # -- servers -------------------------------------------------------------
 
