@@ -45,7 +45,9 @@ say "installing the test requirements"
 : > "$results/missing-packages"
 peers=$(cat requirements-test-peers.txt requirements-examples.txt requirements-interactive.txt requirements-integrations.txt 2>/dev/null \
         | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$')
-if ! "$vpy" -m pip install -q $peers >"$results/pip-peers.log" 2>&1; then
+if "$vpy" -m pip install -q $peers >"$results/pip-peers.log" 2>&1; then
+    rm -f "$results/pip-peers.log"
+else
     for req in $peers; do
         if ! "$vpy" -m pip install -q "$req" >"$results/pip-$req.log" 2>&1; then
             say "could not install $req (see $results/pip-$req.log)"
