@@ -84,4 +84,4 @@ wheels: deps
 wheel-test:
 	$(PY) -m pytest tests/test_wheel_install.py -q $(PYTEST_ARGS)
 
-test: build lint rust-test test-versions bench-smoke
+test: build lint rust-test wheels test-versions bench-smoke
