@@ -37,6 +37,7 @@ _MOCKED_SELECTOR = (
 
 _NOT_RUN_COMMON: dict[str, str] = {
     "test_base_events.FerroBaseEventLoopTests.test__run_once": _RUN_ONCE,
+    "test_base_events.FerroBaseEventLoopTests.test__run_once_schedule_handle": _RUN_ONCE,
 }
 _NOT_RUN_BY_VERSION: dict[tuple[int, int], dict[str, str]] = {
     (3, 13): {
@@ -71,7 +72,6 @@ _COMMON: dict[str, str] = {
     "test_base_events.FerroBaseEventLoopTests.test_call_soon": _NATIVE_HANDLES,
     "test_base_events.FerroBaseEventLoopTests.test_call_later": _NATIVE_HANDLES,
     "test_base_events.FerroBaseEventLoopTests.test__add_callback_handle": _PRIVATE_QUEUES,
-    "test_base_events.FerroBaseEventLoopTests.test__run_once_schedule_handle": _PRIVATE_QUEUES,
     "test_base_events.FerroBaseEventLoopTests.test__run_once_cancelled_event_cleanup": _PRIVATE_QUEUES,
     "test_base_events.FerroBaseEventLoopTests.test_run_forever_pre_stopped": _MOCKED_SELECTOR,
     "test_base_events.FerroBaseEventLoopTests.test_single_selecter_event_callback_after_stopping": _MOCKED_SELECTOR,
