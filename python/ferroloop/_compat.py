@@ -1,8 +1,8 @@
 """What differs between the CPython versions ferroloop runs on, in one place.
 
-Every version switch of the Python package is here; the Rust side has one
-more, `#[cfg(Py_3_13)]` for `Server._detach(transport)` (src/transports/
-socket/mod.rs). ferroloop overrides private hooks of asyncio's loop
+Every version switch of the Python package is here; the Rust side's are in
+`src/compat.rs` (each build of the extension targets one CPython). Each
+switch names the version that changed the behaviour. ferroloop overrides private hooks of asyncio's loop
 (`_make_socket_transport`, `_start_serving`, ...); `check_hooks()` compares
 their signatures in the running Python with the ones ferroloop was written
 for, so a CPython whose asyncio changed them fails loudly at loop creation
@@ -21,7 +21,7 @@ PY313 = sys.version_info >= (3, 13)
 PY314 = sys.version_info >= (3, 14)
 PY315 = sys.version_info >= (3, 15)
 
-#: 3.13: `Server._attach(transport)` / `_detach(transport)` (gh-113538).
+#: 3.13: `Server._attach(transport)` / `_detach(transport)`.
 SERVER_ATTACH_TAKES_TRANSPORT = PY313
 #: 3.15: stream transports and servers run their callbacks in one
 #: `contextvars.Context` (`context=` on `_make_socket_transport`,
@@ -54,20 +54,19 @@ def set_default_policy_class(cls) -> None:
 
 
 if CHILD_WATCHERS:
-    _DEFAULT_WATCHERS = (unix_events.ThreadedChildWatcher,) + (
-        (unix_events.PidfdChildWatcher,) if PY312 else ()
-    )
+    # Watchers that only ever wait for the pids they are given.
+    _DEFAULT_WATCHERS = (unix_events.ThreadedChildWatcher, unix_events.PidfdChildWatcher)
 
 
 def default_child_watcher_in_use(loop) -> bool:
     """No child watcher chosen by the user: ferroloop's pidfd watcher may
     wait for the loop's children.
 
-    Before 3.14 a `ThreadedChildWatcher` (the default; from 3.12
-    `PidfdChildWatcher` where pidfds work) only ever waits for
-    the pids it is given, so ours can stand in for it; any other watcher
-    (Safe, Fast, MultiLoop, Pidfd, a custom one) may reap every child itself
-    and must see ours, so asyncio's path is used then. 3.14 has no
+    Before 3.14 the default watcher (`ThreadedChildWatcher`; from 3.12
+    `PidfdChildWatcher` where pidfds work) only ever waits for the pids it
+    is given, so ours can stand in for it; any other watcher (Safe, Fast,
+    MultiLoop, a custom one) may reap every child itself and must see ours,
+    so asyncio's path is used then. 3.14 has no
     policy watchers: each loop picks its own at creation, a thread per
     child when `unix_events.can_use_pidfd()` says no; ferroloop then
     follows asyncio's choice.
@@ -75,8 +74,6 @@ def default_child_watcher_in_use(loop) -> bool:
     if not CHILD_WATCHERS:
         return not isinstance(loop._watcher, unix_events._ThreadedChildWatcher)
     watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
-    # 3.12 made PidfdChildWatcher the default where pidfds work; it too
-    # waits only for the pids it is given.
     return watcher is None or type(watcher) in _DEFAULT_WATCHERS
 
 
@@ -101,8 +98,8 @@ def _params(func) -> tuple[str, ...]:
 
 _TRANSPORT_KW = ("context",) if TRANSPORT_CONTEXT else ()
 
-#: hook -> (where asyncio defines the version ferroloop overrides, the
-#: parameters ferroloop's override handles).
+#: hook -> (where asyncio defines the version ferroloop overrides or calls,
+#: the parameters ferroloop's code is written for).
 _HOOKS = {
     "_make_socket_transport": (
         selector_events.BaseSelectorEventLoop,
@@ -131,6 +128,12 @@ _HOOKS = {
     ),
     "_add_reader": (selector_events.BaseSelectorEventLoop, ("self", "fd", "callback", "args") + _TRANSPORT_KW),
     "_add_writer": (selector_events.BaseSelectorEventLoop, ("self", "fd", "callback", "args") + _TRANSPORT_KW),
+    # Called by ferroloop's pidfd watcher; extended by its subprocess transport.
+    "_child_watcher_callback": (unix_events._UnixSelectorEventLoop, ("self", "pid", "returncode", "transp")),
+    "_start": (
+        unix_events._UnixSubprocessTransport,
+        ("self", "args", "shell", "stdin", "stdout", "stderr", "bufsize", "kwargs"),
+    ),
 }
 _SERVER_HOOKS = {
     "_attach": ("self", "transport") if SERVER_ATTACH_TAKES_TRANSPORT else ("self",),
