@@ -17,22 +17,20 @@ import asyncio
 import contextlib
 import datetime
 import decimal
-import glob
 import hashlib
 import importlib.util
 import io
 import ipaddress
 import os
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import time
 
 import pytest
 
 from tests.helpers import is_ferroloop
+from tests.helpers.pg import PgUnavailable, start_cluster
+from tests.helpers.pg import unavailable as pg_unavailable
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
@@ -99,119 +97,22 @@ BODY_SIZES = [0, 10, 100 * 1024, 900 * 1024]
 
 # -- PostgreSQL -----------------------------------------------------------------
 
-INSTALL_HINT = "run scripts/install-system-deps.sh as root to install it"
-
-
-def _pg_bindir() -> str | None:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
-    )
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return os.path.dirname(initdb)
-    return None
-
-
-class PgCluster:
-    def __init__(self, base: str, port: int):
-        self.base = base
-        self.data = os.path.join(base, "data")
-        self.sockdir = os.path.join(base, "sock")
-        self.log = os.path.join(base, "postgres.log")
-        self.host = "127.0.0.1"
-        self.port = port
-        self.user = "postgres"
-        self.database = "postgres"
-        self.ssl_cafile = None
-
-    def tcp(self, **kw):
-        return dict(host=self.host, port=self.port, user=self.user,
-                    database=self.database, **kw)
-
-    def unix(self, **kw):
-        return dict(host=self.sockdir, port=self.port, user=self.user,
-                    database=self.database, **kw)
-
-
 @pytest.fixture(scope="session")
 def pg():
-    """A throwaway PostgreSQL cluster: trust auth, 127.0.0.1 + a Unix socket."""
-    pytest.importorskip("asyncpg")
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip(f"PostgreSQL server binaries (initdb, pg_ctl) not found; {INSTALL_HINT}")
-    as_root = os.geteuid() == 0
-    prefix: list[str] = []
-    if as_root:
-        # PostgreSQL refuses to run as root: run it as the postgres user.
-        try:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip(f"running as root and there is no 'postgres' user; {INSTALL_HINT}")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            pytest.skip("running as root and runuser(1) is missing")
-        prefix = [runuser, "-u", "postgres", "--"]
-
-    base = tempfile.mkdtemp(prefix="ferroloop-pg-")
-    os.makedirs(os.path.join(base, "sock"))
-    if as_root:
-        for d in (base, os.path.join(base, "sock")):
-            os.chown(d, pw.pw_uid, pw.pw_gid)
-    env = dict(os.environ, LC_ALL="C", LANG="C")
-    env.pop("PGDATA", None)
-
-    def sh(*args, timeout=60):
-        return subprocess.run([*prefix, *args], capture_output=True, text=True,
-                              env=env, timeout=timeout, cwd=base)
-
-    cluster = None
+    """A throwaway PostgreSQL cluster: trust auth, 127.0.0.1 + a Unix socket,
+    TLS when a certificate can be made (asyncpg then upgrades the connection
+    with loop.start_tls())."""
+    make_tls = make_self_signed if importlib.util.find_spec("cryptography") else None
     try:
-        r = sh(os.path.join(bindir, "initdb"), "-D", os.path.join(base, "data"),
-               "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
-               "--no-sync")
-        if r.returncode != 0:
-            pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
-        # TLS too, when a certificate can be made (asyncpg then upgrades the
-        # connection with loop.start_tls()).
-        ssl_opts, cafile = "", None
-        if importlib.util.find_spec("cryptography") is not None:
-            tlsdir = os.path.join(base, "tls")
-            os.makedirs(tlsdir)
-            cafile, keyfile = make_self_signed(tlsdir)
-            if as_root:
-                for p in (tlsdir, cafile, keyfile):
-                    os.chown(p, pw.pw_uid, pw.pw_gid)
-            ssl_opts = f" -c ssl=on -c ssl_cert_file={cafile} -c ssl_key_file={keyfile}"
-        last = None
-        for _attempt in range(3):  # the free port may be taken in the meantime
-            cluster = PgCluster(base, free_port())
-            cluster.ssl_cafile = cafile
-            opts = (f"-c listen_addresses=127.0.0.1 -p {cluster.port} "
-                    f"-k {cluster.sockdir} -c fsync=off -c synchronous_commit=off "
-                    f"-c full_page_writes=off -c max_connections=50{ssl_opts}")
-            last = sh(os.path.join(bindir, "pg_ctl"), "-D", cluster.data, "-l",
-                      cluster.log, "-w", "-t", "30", "-o", opts, "start")
-            if last.returncode == 0:
-                break
-        else:
-            log = ""
-            with contextlib.suppress(OSError):
-                with open(cluster.log) as f:
-                    log = f.read()[-3000:]
-            pytest.fail(f"pg_ctl start failed:\n{last.stdout}\n{last.stderr}\n{log}",
-                        pytrace=False)
+        cluster = start_cluster("ferroloop-pg-", max_connections=50, make_tls=make_tls)
+    except PgUnavailable as exc:
+        pg_unavailable(str(exc))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
         yield cluster
     finally:
-        if cluster is not None and os.path.exists(os.path.join(base, "data", "postmaster.pid")):
-            sh(os.path.join(bindir, "pg_ctl"), "-D", cluster.data, "-m", "immediate",
-               "-w", "-t", "30", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()
 
 
 def test_pg_connect_tcp_and_unix_socket(loop_factory, pg):

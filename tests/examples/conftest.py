@@ -25,22 +25,22 @@ import contextlib
 import dataclasses
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.pg import PgUnavailable, start_cluster
+from tests.helpers.pg import unavailable as pg_unavailable
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 LOOPS = ["stdlib", "ferroloop"]
-IN_CI = bool(os.environ.get("CI"))
 
 # A per-test limit for the example tests (tests/conftest.py gives ordinary
 # tests 20 s; an example test runs two interpreters, sometimes with process
@@ -363,119 +363,16 @@ def connect(port: int, timeout: float = 10) -> socket.socket:
 
 # -- PostgreSQL -------------------------------------------------------------------
 
-def _pg_bindir() -> str | None:
-    import glob
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return os.path.dirname(initdb)
-    return None
-
-
-def _unavailable(why: str):
-    """No PostgreSQL: a failure under CI (it must be there), else a skip."""
-    hint = "; run scripts/install-system-deps.sh as root to install it"
-    if IN_CI:
-        pytest.fail(f"PostgreSQL unavailable under CI: {why}{hint}", pytrace=False)
-    pytest.skip(f"PostgreSQL unavailable: {why}{hint}")
-
-
-class PgCluster:
-    def __init__(self, base: str, port: int):
-        self.base = base
-        self.data = os.path.join(base, "data")
-        self.log = os.path.join(base, "postgres.log")
-        self.host = "127.0.0.1"
-        self.port = port
-        self.user = "postgres"
-
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
-
-    def fresh_database(self, name: str) -> str:
-        """Drop and re-create database ``name``; return its DSN."""
-        import asyncio
-
-        import asyncpg
-
-        async def go():
-            conn = await asyncpg.connect(self.dsn())
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
-        return self.dsn(name)
-
-
 @pytest.fixture(scope="session")
 def pg():
     """A throwaway PostgreSQL cluster (trust auth, 127.0.0.1, a free port)."""
     try:
-        import asyncpg  # noqa: F401
-    except ImportError:
-        _unavailable("asyncpg is not installed")
-    bindir = _pg_bindir()
-    if bindir is None:
-        _unavailable("server binaries (initdb, pg_ctl) not found")
-    prefix: list[str] = []
-    as_root = os.geteuid() == 0
-    if as_root:  # PostgreSQL refuses to run as root: run it as postgres
-        try:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' user")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            _unavailable("running as root and runuser(1) is missing")
-        prefix = [runuser, "-u", "postgres", "--"]
-
-    base = tempfile.mkdtemp(prefix="ferroloop-examples-pg-")
-    sockdir = os.path.join(base, "sock")
-    os.makedirs(sockdir)
-    if as_root:
-        for d in (base, sockdir):
-            os.chown(d, pw.pw_uid, pw.pw_gid)
-    env = dict(os.environ, LC_ALL="C", LANG="C")
-    env.pop("PGDATA", None)
-
-    def sh(*args, timeout=60):
-        return subprocess.run([*prefix, *args], capture_output=True, text=True,
-                              env=env, timeout=timeout, cwd=base)
-
-    cluster = None
+        cluster = start_cluster("ferroloop-examples-pg-")
+    except PgUnavailable as exc:
+        pg_unavailable(str(exc))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
-        r = sh(os.path.join(bindir, "initdb"), "-D", os.path.join(base, "data"), "-A",
-               "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
-        if r.returncode != 0:
-            pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
-        last = None
-        for _attempt in range(3):  # the free port may be taken in the meantime
-            cluster = PgCluster(base, free_port())
-            opts = (f"-c listen_addresses=127.0.0.1 -p {cluster.port} -k {sockdir} "
-                    f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                    f"-c max_connections=60")
-            last = sh(os.path.join(bindir, "pg_ctl"), "-D", cluster.data, "-l",
-                      cluster.log, "-w", "-t", "30", "-o", opts, "start")
-            if last.returncode == 0:
-                break
-        else:
-            log = ""
-            with contextlib.suppress(OSError), open(cluster.log) as f:
-                log = f.read()[-3000:]
-            pytest.fail(f"pg_ctl start failed:\n{last.stdout}\n{last.stderr}\n{log}",
-                        pytrace=False)
         yield cluster
     finally:
-        if cluster is not None and os.path.exists(os.path.join(base, "data", "postmaster.pid")):
-            sh(os.path.join(bindir, "pg_ctl"), "-D", cluster.data, "-m", "immediate",
-               "-w", "-t", "30", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()

@@ -18,7 +18,6 @@ with scripts/install-interactive-deps.sh and requirements-interactive.txt.
 from __future__ import annotations
 
 import fcntl
-import glob
 import http.server
 import os
 import re
@@ -29,12 +28,13 @@ import socket
 import struct
 import sys
 import subprocess
-import tempfile
 import termios
 import threading
 import time
 
 import pytest
+
+from tests.helpers.pg import PgUnavailable, start_cluster
 
 try:
     from . import interactive_helpers as ih
@@ -315,72 +315,19 @@ def test_chat_client(loop_name, terminal):
 
 # -- the SQL shell ------------------------------------------------------------------
 
-def _pg_bindir() -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    return os.path.dirname(initdb) if initdb and shutil.which("pg_ctl") else None
-
-
 @pytest.fixture(scope="module")
 def pg_dsn():
     """A throwaway PostgreSQL cluster (trust auth, 127.0.0.1, a free port)."""
     try:
-        import asyncpg  # noqa: F401
-    except ImportError:
-        unavailable("asyncpg is not installed")
-    bindir = _pg_bindir()
-    if bindir is None:
-        unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; "
-                    "run scripts/install-system-deps.sh")
-    prefix: list[str] = []
-    owner = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            unavailable("running as root and there is no 'postgres' user")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    base = tempfile.mkdtemp(prefix="ferroloop-interactive-pg-")
-    data, sockdir = os.path.join(base, "data"), os.path.join(base, "sock")
-    os.makedirs(sockdir)
-    if owner is not None:
-        for d in (base, sockdir):
-            os.chown(d, owner.pw_uid, owner.pw_gid)
-    env = dict(os.environ, LC_ALL="C", LANG="C")
-    env.pop("PGDATA", None)
-
-    def sh(*args):
-        return subprocess.run([*prefix, *args], capture_output=True, text=True, env=env,
-                              cwd=base, timeout=60)
-
-    started = False
+        cluster = start_cluster("ferroloop-interactive-pg-")
+    except PgUnavailable as exc:
+        unavailable(str(exc))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
-        r = sh(f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres",
-               "-E", "UTF8", "--locale=C", "--no-sync")
-        if r.returncode != 0:
-            pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
-        for _attempt in range(3):  # the free port may be taken meanwhile
-            port = ih.free_port()
-            r = sh(f"{bindir}/pg_ctl", "-D", data, "-l", f"{base}/log", "-w", "-t", "30",
-                   "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {sockdir} "
-                   "-c fsync=off -c synchronous_commit=off", "start")
-            if r.returncode == 0:
-                started = True
-                break
-        if not started:
-            log = open(f"{base}/log").read()[-3000:] if os.path.exists(f"{base}/log") else ""
-            pytest.fail(f"PostgreSQL did not start:\n{r.stdout}\n{r.stderr}\n{log}",
-                        pytrace=False)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.dsn()
     finally:
-        if started:
-            sh(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()
 
 
 def test_sql_shell(loop_name, terminal, pg_dsn):
