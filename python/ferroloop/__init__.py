@@ -65,43 +65,8 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     if _asyncio.events._get_running_loop() is not None:
         # Checked before a Runner exists, exactly as asyncio.run does.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    if hasattr(_asyncio, "Runner"):
-        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    return _run_legacy(main, debug=debug)  # Python 3.10
-
-
-def _run_legacy(main, *, debug=None):
-    """asyncio.run for Python 3.10, which has no Runner."""
-    if not _asyncio.iscoroutine(main):
-        raise ValueError(f"a coroutine was expected, got {main!r}")
-    loop = new_event_loop()
-    try:
-        _asyncio.set_event_loop(loop)
-        if debug is not None:
-            loop.set_debug(debug)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            to_cancel = _asyncio.all_tasks(loop)
-            for task in to_cancel:
-                task.cancel()
-            if to_cancel:
-                loop.run_until_complete(_asyncio.gather(*to_cancel, return_exceptions=True))
-            for task in to_cancel:
-                if not task.cancelled() and task.exception() is not None:
-                    loop.call_exception_handler(
-                        {
-                            "message": "unhandled exception during asyncio.run() shutdown",
-                            "exception": task.exception(),
-                            "task": task,
-                        }
-                    )
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            _asyncio.set_event_loop(None)
-            loop.close()
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 class EventLoopPolicy(_compat.DefaultPolicy):  # type: ignore[misc,valid-type]

@@ -5,7 +5,7 @@ from typing import Any, Callable, final
 
 import asyncio
 
-# Unpack and TypeVarTuple are in typing from 3.11; ferroloop supports 3.10.
+# disjoint_base (PEP 800) is newer than every supported typing module.
 from typing_extensions import TypeVarTuple, Unpack, disjoint_base
 
 _Ts = TypeVarTuple("_Ts")

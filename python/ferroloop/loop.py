@@ -75,7 +75,7 @@ class _ReactorSelector:
 _PIDFD = ChildWatcher.supported()
 
 
-_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux; Python 3.10+ names it)
+_F_SETPIPE_SZ = fcntl.F_SETPIPE_SZ  # Linux
 _CHILD_PIPE_SIZE = 1024 * 1024
 
 
