@@ -55,7 +55,7 @@ def run_client(address: str, *, duration: float, threads: int, on_start) -> dict
     proc = subprocess.Popen([str(CHURN_CLIENT), target, str(duration), str(threads)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
         line = proc.stdout.readline().strip() if ready else ""
         if line != "ready":
             proc.kill()
