@@ -55,15 +55,17 @@ test-versions: deps
 	HOST_PYTHON=$(PYTHON) VENV=$(VENV) SID_VERSIONS="$(SID_VERSIONS)" bash scripts/test-all.sh
 
 bench:
-	@echo "== [1/4] scheduling benchmarks (bench/run.py)"
+	@echo "== [1/5] scheduling benchmarks (bench/run.py)"
 	$(PY) bench/run.py
-	@echo "== [2/4] echo server benchmark (bench/echo_run.py)"
+	@echo "== [2/5] echo server benchmark (bench/echo_run.py)"
 	$(PY) bench/echo_run.py
-	@echo "== [3/4] subprocess benchmarks (bench/proc_run.py)"
+	@echo "== [3/5] connection churn (bench/churn_run.py)"
+	$(PY) bench/churn_run.py
+	@echo "== [4/5] subprocess benchmarks (bench/proc_run.py)"
 	$(PY) bench/proc_run.py
-	@echo "== [4/4] uvicorn HTTP benchmark (bench/http_run.py)"
+	@echo "== [5/5] uvicorn HTTP benchmark (bench/http_run.py)"
 	$(PY) bench/http_run.py
-	@echo "== bench: all four benchmarks ran (see the tables above)"
+	@echo "== bench: all five benchmarks ran (see the tables above)"
 
 # Checks that every benchmark runs; the timings are too short to judge.
 bench-smoke:

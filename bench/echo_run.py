@@ -35,9 +35,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from echo_client import run_load  # noqa: E402
-from echo_server import MODES  # noqa: E402  (imports no event loop)
+from echo_server import MODES as ALL_MODES  # noqa: E402  (imports no event loop)
 from run import available, git_head, markdown_table, version  # noqa: E402
 from workloads import LOOPS  # noqa: E402
+
+MODES = tuple(m for m in ALL_MODES if not m.startswith("churn"))  # churn: churn_run.py
 
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
 # ferroloop's targets, as ferroloop_rps / uvloop_rps.
@@ -108,7 +110,8 @@ class Server:
         line = self._line(timeout)
         if not line.startswith("READY "):
             raise ServerError(f"did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.address = line.split()[1]  # a port, or "unix:PATH"
+        self.port = int(self.address) if self.address.isdigit() else None
 
     def _line(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout

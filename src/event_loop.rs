@@ -31,6 +31,9 @@ static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// How many emptied handles a loop keeps for reuse (about 200 bytes each).
+const POOL_CAP: usize = 4096;
+
 /// asyncio's cap on one poll: a day.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
@@ -44,6 +47,10 @@ pub enum Ready {
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
     pub(crate) ready: GilCell<VecDeque<Ready>>,
+    /// One-shot handles that ran and that nothing else referenced, emptied
+    /// and kept for the next `call_soon` (see `Handle::recyclable`): an
+    /// allocation and a deallocation less per callback. At most `POOL_CAP`.
+    pool: GilCell<Vec<Py<Handle>>>,
     pub(crate) timers: GilCell<TimerHeap>,
     pub(crate) reactor: Reactor,
     stopping: AtomicBool,
@@ -136,12 +143,24 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = untracked(Py::new(
-            py,
-            Self::new_handle(slf, callback, args, context, true)?,
-        )?);
-        slf.get()
-            .ready
+        let this = slf.get();
+        let recycled = if this.is_debug() {
+            None
+        } else {
+            this.pool.borrow_mut(py).pop()
+        };
+        let handle = match recycled {
+            Some(h) => {
+                h.get()
+                    .reuse(py, callback.unbind(), args, context.map(Bound::unbind))?;
+                h
+            }
+            None => untracked(Py::new(
+                py,
+                Self::new_handle(slf, callback, args, context, true)?,
+            )?),
+        };
+        this.ready
             .borrow_mut(py)
             .push_back(Ready::Native(handle.clone_ref(py)));
         Ok(handle)
@@ -332,7 +351,10 @@ impl LoopCore {
                     if instrumented {
                         Self::run_instrumented(slf, handle.as_any(), debug, telem)?;
                     } else {
-                        Handle::run(&handle)?;
+                        Handle::run_as(&handle, true)?;
+                        if Handle::recyclable(&handle) {
+                            this.recycle(handle);
+                        }
                     }
                 }
                 Some(Ready::Foreign(handle)) => {
@@ -349,6 +371,24 @@ impl LoopCore {
             }
         }
         Ok(())
+    }
+
+    /// Keep a handle that has run for reuse (see `pool`). Its payload and
+    /// context are dropped after every borrow ends: destructors run Python.
+    fn recycle(&self, handle: Bound<'_, Handle>) {
+        let py = handle.py();
+        let stripped = handle.get().strip(py);
+        let spare = {
+            let mut pool = self.pool.borrow_mut(py);
+            if pool.len() < POOL_CAP {
+                pool.push(handle.unbind());
+                None
+            } else {
+                Some(handle)
+            }
+        };
+        drop(spare);
+        drop(stripped);
     }
 
     /// Run one callback in debug mode and/or with telemetry.
@@ -734,6 +774,7 @@ impl LoopCore {
         unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut res) };
         Ok(LoopCore {
             ready: GilCell::new(VecDeque::with_capacity(1024)),
+            pool: GilCell::new(Vec::new()),
             timers: GilCell::new(TimerHeap::default()),
             reactor: Reactor::new()?,
             stopping: AtomicBool::new(false),
@@ -912,6 +953,8 @@ impl LoopCore {
         let ready: Vec<Ready> = this.ready.borrow_mut(py).drain(..).collect();
         let timers = this.timers.borrow_mut(py).take_all();
         let fds = this.reactor.take_all(py);
+        let pool = std::mem::take(&mut *this.pool.borrow_mut(py));
+        drop(pool);
         this.reactor.close(py);
         for item in &ready {
             if let Ready::Native(h) = item {
@@ -990,6 +1033,11 @@ impl LoopCore {
                 visit_owned_handle(base, &visit)?;
             }
         }
+        if let Some(pool) = self.pool.unguarded() {
+            for h in pool.iter() {
+                visit_owned_handle(h, &visit)?;
+            }
+        }
         let mut result = Ok(());
         self.reactor.for_each_handle_unguarded(|h| {
             if result.is_ok() {
@@ -1011,6 +1059,7 @@ impl LoopCore {
             .map(|mut r| r.drain(..).collect::<Vec<_>>());
         let timers = self.timers.unguarded().map(|mut t| t.take_all());
         let fds = self.reactor.take_all_unguarded();
-        drop((ready, timers, fds));
+        let pool = self.pool.unguarded().map(|mut p| std::mem::take(&mut *p));
+        drop((ready, timers, fds, pool));
     }
 }

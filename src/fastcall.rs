@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -27,6 +28,40 @@ struct Call<'py> {
     callback: Bound<'py, PyAny>,
     args: Args,
     context: Option<Bound<'py, PyAny>>,
+}
+
+/// A second string object spelling `context`, kept alive forever: CPython's
+/// C `Task` passes its own static `"context"`, which on some versions is not
+/// the one `intern!` finds. Compared by pointer once known.
+static CONTEXT_ALIAS: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether the keyword name `key` (a borrowed `str` from `kwnames`) is
+/// `context`: by pointer for the interned name and its known alias, by
+/// value otherwise (then remembered as the alias).
+///
+/// # Safety
+/// `key` must be a live `str` object, with the GIL held.
+unsafe fn is_context_name(py: Python<'_>, key: *mut ffi::PyObject) -> bool {
+    if key == intern!(py, "context").as_ptr() || key == CONTEXT_ALIAS.load(Relaxed) {
+        return true;
+    }
+    let matches = Bound::from_borrowed_ptr(py, key)
+        .cast::<PyString>()
+        .ok()
+        .and_then(|k| k.to_str().ok().map(|k| k == "context"))
+        .unwrap_or(false);
+    if matches {
+        // The reference taken here is never released, so the pointer
+        // cannot be reused by another object.
+        ffi::Py_INCREF(key);
+        if CONTEXT_ALIAS
+            .compare_exchange(std::ptr::null_mut(), key, Relaxed, Relaxed)
+            .is_err()
+        {
+            ffi::Py_DECREF(key);
+        }
+    }
+    matches
 }
 
 /// Parse `(lead?, callback, *args, context=None)` from a vectorcall.
@@ -54,6 +89,27 @@ unsafe fn parse<'py>(
         std::slice::from_raw_parts(args, nargs + nkw)
     };
     let bind = |ptr: *mut ffi::PyObject| Bound::from_borrowed_ptr(py, ptr);
+
+    // The common shapes first: `call_soon(cb, *args)` and asyncio's
+    // `call_soon(cb, *args, context=ctx)` (the interned name, compared by
+    // pointer), without the general keyword matching below.
+    if lead_name.is_none() && nargs >= 1 {
+        let context = match nkw {
+            0 => Some(None),
+            1 if is_context_name(py, ffi::PyTuple_GET_ITEM(kwnames, 0)) => {
+                Some(Some(bind(all[nargs])))
+            }
+            _ => None,
+        };
+        if let Some(context) = context {
+            return Ok(Call {
+                lead: None,
+                callback: bind(all[0]),
+                args: all[1..nargs].iter().map(|&p| bind(p).unbind()).collect(),
+                context,
+            });
+        }
+    }
 
     let mut named: [Option<Bound<'py, PyAny>>; 2] = [None, None]; // lead, callback
     let mut context = None;

@@ -53,7 +53,9 @@ impl Payload {
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
     payload: GilCell<Option<Payload>>,
-    context: Py<PyAny>,
+    /// A `GilCell` only so that a recycled handle (see `recycle`) can take
+    /// a new one; otherwise set once.
+    context: GilCell<Py<PyAny>>,
     loop_: Py<LoopCore>,
     cancelled: AtomicBool,
     /// Only in debug mode: where the handle was created (asyncio's format).
@@ -118,7 +120,7 @@ impl Handle {
         };
         Ok(Handle {
             payload: GilCell::new(Some(Payload { callback, args })),
-            context,
+            context: GilCell::new(context),
             loop_,
             cancelled: AtomicBool::new(false),
             source_traceback,
@@ -133,7 +135,54 @@ impl Handle {
     /// The context, back under the cycle collector now that Python sees it.
     fn expose_context(&self, py: Python<'_>) -> Py<PyAny> {
         self.track_context();
-        self.context.clone_ref(py)
+        self.context.borrow(py).clone_ref(py)
+    }
+
+    /// Whether a handle that has just run can be reused for another
+    /// `call_soon` (see `LoopCore::recycle`): an exact one-shot `Handle`,
+    /// not in debug mode, that nothing but the caller references, not even
+    /// a weak reference. Nobody can then tell it from a new object.
+    pub fn recyclable(slf: &Bound<'_, Handle>) -> bool {
+        let this = slf.get();
+        let ptr = slf.as_ptr();
+        // SAFETY: `slf` is alive and we hold the GIL; a type check only.
+        let exact = unsafe { ffi::Py_TYPE(ptr) } == slf.py().get_type::<Handle>().as_ptr().cast();
+        exact && this.oneshot && this.source_traceback.is_none() && sole_owner(ptr)
+    }
+
+    /// Empty a recyclable handle (its payload and context go, as at
+    /// deallocation), leaving it ready for `reuse`. Returns what must be
+    /// dropped once no borrow is active (destructors may run Python code).
+    pub fn strip(&self, py: Python<'_>) -> (Option<Payload>, Py<PyAny>) {
+        let payload = self.payload.borrow_mut(py).take();
+        let context = std::mem::replace(&mut *self.context.borrow_mut(py), py.None());
+        // CPython's context dealloc assumes a tracked object.
+        if self.context_private.swap(false, Relaxed) {
+            track_object(context.as_ptr());
+        }
+        *self.cancelled_repr.borrow_mut(py) = None;
+        self.cancelled.store(false, Relaxed);
+        self.threadsafe.store(false, Relaxed);
+        (payload, context)
+    }
+
+    /// Give a stripped handle a new callback, as `build` would.
+    pub fn reuse(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Args,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let (context, private) = match context {
+            Some(ctx) if !ctx.is_none(py) => (ctx, false),
+            _ => (private_context_copy(py)?, true),
+        };
+        let old = std::mem::replace(&mut *self.context.borrow_mut(py), context);
+        self.context_private.store(private, Relaxed);
+        *self.payload.borrow_mut(py) = Some(Payload { callback, args });
+        drop(old); // None
+        Ok(())
     }
 
     /// Report what the handle holds to the collector: its own traverse, and
@@ -147,7 +196,9 @@ impl Handle {
                 }
             }
         }
-        visit.call(&self.context)?;
+        if let Some(ctx) = self.context.unguarded() {
+            visit.call(&*ctx)?;
+        }
         visit.call(&self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
@@ -165,7 +216,9 @@ impl Handle {
     /// Put a private context copy back under the collector.
     pub fn track_context(&self) {
         if self.context_private.swap(false, Relaxed) {
-            track_object(self.context.as_ptr());
+            if let Some(ctx) = self.context.unguarded() {
+                track_object(ctx.as_ptr());
+            }
         }
     }
 
@@ -212,13 +265,27 @@ impl Handle {
     /// `KeyboardInterrupt`/`SystemExit`; anything else is reported to the
     /// loop's exception handler.
     pub fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        Self::run_as(slf, false)
+    }
+
+    /// `run`, for the loop's own queue: `last_use` says the caller drops
+    /// (or recycles) the handle right after, without looking at it.
+    pub fn run_as(slf: &Bound<'_, Handle>, last_use: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if this.is_cancelled() {
             return Ok(());
         }
         // Own references: the callback may cancel its own handle mid-call.
-        let payload = this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        // When nothing else holds the handle (the queue's reference was
+        // handed to us), nobody can see the payload after the run: a
+        // one-shot handle gives it up instead of copying it.
+        let alone = last_use && this.oneshot && sole_owner(slf.as_ptr());
+        let payload = if alone {
+            this.payload.borrow_mut(py).take()
+        } else {
+            this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py))
+        };
         let Some(payload) = payload else {
             return Ok(());
         };
@@ -226,7 +293,7 @@ impl Handle {
         if guarded {
             this.running_in.store(current_thread(), SeqCst);
         }
-        let outcome = Self::call_in_context(slf, &payload);
+        let outcome = Self::call_in_context(slf, &payload, alone);
         if guarded {
             running::finished(&this.running_in);
         }
@@ -236,14 +303,17 @@ impl Handle {
         outcome
     }
 
-    fn call_in_context(slf: &Bound<'_, Handle>, payload: &Payload) -> PyResult<()> {
+    /// `taken`: the payload was moved out of the handle for the call; it is
+    /// put back before an error report hands the handle to Python code.
+    fn call_in_context(slf: &Bound<'_, Handle>, payload: &Payload, taken: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let Payload { callback, args } = payload;
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
-        let ctx = this.context.as_ptr();
+        let ctx_ref = this.context.borrow(py).clone_ref(py);
+        let ctx = ctx_ref.as_ptr();
         // SAFETY: `ctx` is alive (held by the handle); a type check only.
         let exact = unsafe { ffi::PyContext_CheckExact(ctx) } != 0;
         let result = unsafe {
@@ -289,6 +359,12 @@ impl Handle {
             return Ok(());
         }
         let err = PyErr::fetch(py);
+        if taken {
+            let mut cell = this.payload.borrow_mut(py);
+            if cell.is_none() && !this.is_cancelled() {
+                *cell = Some(payload.clone_ref(py));
+            }
+        }
         if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
             return Err(err);
         }
@@ -384,8 +460,27 @@ impl Drop for Handle {
         if *self.context_private.get_mut() {
             // SAFETY: we run inside the handle's tp_dealloc, with the GIL held,
             // and `self.context` is alive until this struct's fields drop.
-            unsafe { ffi::PyObject_GC_Track(self.context.as_ptr().cast()) };
+            unsafe { ffi::PyObject_GC_Track(self.context.get_mut().as_ptr().cast()) };
         }
+    }
+}
+
+/// Whether the caller's reference to `ptr` (a live object of ours) is the
+/// only way to reach it: refcount 1 and no weak reference.
+fn sole_owner(ptr: *mut ffi::PyObject) -> bool {
+    // SAFETY: `ptr` is alive and we hold the GIL: reading its refcount, its
+    // type and, at the type's positive weaklist offset (the slot PyO3
+    // reserves for `weakref` classes), the weak reference list.
+    unsafe {
+        if ffi::Py_REFCNT(ptr) != 1 {
+            return false;
+        }
+        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
+        if offset <= 0 {
+            return false;
+        }
+        let weaklist = ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
+        (*weaklist).is_null()
     }
 }
 
