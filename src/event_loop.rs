@@ -287,11 +287,17 @@ impl LoopCore {
         // turn a blocking poll into a non-blocking one.
         py.check_signals()?;
 
+        // Announce the poll before deciding its timeout: from here on a
+        // thread that queues a callback wakes us, even if deciding lets
+        // other threads run (a `time()` written in Python, a first-use
+        // import: each may release the GIL).
+        this.polling.store(true, SeqCst);
         let next_when = this.timers.borrow(py).next_when();
         let timeout = if !this.ready.borrow(py).is_empty() || this.stopping.load(Relaxed) {
             Some(Duration::ZERO)
         } else if let Some(when) = next_when {
-            let secs = (when - Self::now(slf)?).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+            let now = Self::now(slf).inspect_err(|_| this.polling.store(false, SeqCst))?;
+            let secs = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
             Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
         } else {
             None
@@ -304,9 +310,10 @@ impl LoopCore {
                 .reactor
                 .watches_nothing_but(py, this.quiet_fd.load(Relaxed));
         let telem = this.telemetry.load(Relaxed);
-        if !nothing_to_poll {
+        if nothing_to_poll {
+            this.polling.store(false, SeqCst);
+        } else {
             let started = telemetry::start(telem);
-            this.polling.store(true, SeqCst);
             let polled = this.reactor.poll(py, timeout, |h| {
                 this.ready.borrow_mut(py).push_back(Ready::Native(h));
             });

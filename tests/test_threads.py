@@ -199,3 +199,41 @@ def test_threadsafe_after_close_raises(loop):
     t.start()
     t.join()
     assert errors == ["Event loop is closed"]
+
+
+def test_threadsafe_during_the_loops_own_time_call_is_not_lost(loop_factory):
+    # The loop decides its poll timeout with self.time(); a time() written in
+    # Python (or anything else there that lets other threads run) must not
+    # open a window in which a call_soon_threadsafe from another thread
+    # neither sees a sleeping loop nor is seen by it: the loop would then
+    # sleep until its next timer (here 30 s) with the callback queued.
+    probe = loop_factory()
+    probe.close()
+    armed, scheduled = threading.Event(), threading.Event()
+
+    class SlowClock(type(probe)):
+        def time(self):
+            # The first call after the task went to wait is the one that
+            # decides how long the loop sleeps.
+            if armed.is_set() and not scheduled.is_set():
+                scheduled.set()
+                t = threading.Thread(target=lambda: self.call_soon_threadsafe(done.set_result, "woken"))
+                t.start()
+                t.join()  # releases the GIL: the other thread queues now
+            return super().time()
+
+    async def wait():
+        armed.set()
+        return await done
+
+    lp = SlowClock()
+    try:
+        done = lp.create_future()
+        far = lp.call_later(30, lambda: None)
+        t0 = time.monotonic()
+        assert lp.run_until_complete(wait()) == "woken"
+        assert scheduled.is_set()
+        assert time.monotonic() - t0 < 5
+        far.cancel()
+    finally:
+        lp.close()
