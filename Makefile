@@ -70,11 +70,12 @@ bench:
 # Checks that every benchmark runs; the timings are too short to judge.
 bench-smoke:
 	@echo "== benchmark smoke run (checks that every benchmark runs; timings are not meaningful here)"
-	@echo "== [1/5] scheduling"; $(PY) bench/run.py --smoke
-	@echo "== [2/5] echo server"; $(PY) bench/echo_run.py --smoke
-	@echo "== [3/5] subprocesses"; $(PY) bench/proc_run.py --smoke
-	@echo "== [4/5] uvicorn HTTP"; $(PY) bench/http_run.py --smoke
-	@echo "== [5/5] python -m ferroloop.bench --smoke"; $(PY) -m ferroloop.bench --smoke
+	@echo "== [1/6] scheduling"; $(PY) bench/run.py --smoke
+	@echo "== [2/6] echo server"; $(PY) bench/echo_run.py --smoke
+	@echo "== [3/6] connection churn"; $(PY) bench/churn_run.py --smoke
+	@echo "== [4/6] subprocesses"; $(PY) bench/proc_run.py --smoke
+	@echo "== [5/6] uvicorn HTTP"; $(PY) bench/http_run.py --smoke
+	@echo "== [6/6] python -m ferroloop.bench --smoke"; $(PY) -m ferroloop.bench --smoke
 	@echo "== bench-smoke: ok, every benchmark ran"
 
 # Distributable manylinux wheels (maturin --zig links against an old glibc)

@@ -36,6 +36,7 @@ ECHO_SIZE = 1024
 
 TITLES = {
     "call_soon": "call_soon",
+    "call_soon_py": "call_soon, Python callback in bursts",
     "sleep0": "sleep(0), 100 tasks",
     "call_later": "call_later, half cancelled",
     "gather": "tasks through gather",

@@ -13,7 +13,7 @@ then all workers start together and count round trips completed in the
 error. Prints one JSON line: requests, elapsed, rps, the workers' CPU time in
 the window, errors.
 
-ferroloop.bench (python -m ferroloop.bench) imports :func:`run_load`.
+bench/echo_run.py and ferroloop.bench (python -m ferroloop.bench) import :func:`run_load`.
 """
 
 from __future__ import annotations

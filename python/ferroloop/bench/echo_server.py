@@ -38,7 +38,8 @@ import threading
 
 from ferroloop.bench.workloads import LOOPS, import_loop_module
 
-MODES = ("sockets", "streams", "protocol")
+MODES = ("sockets", "streams", "protocol", "churn-streams", "churn-protocol",
+         "churn-streams-unix", "churn-protocol-unix")
 RECV_SIZE = 256 * 1024  # per read; larger than the biggest message
 
 _out_lock = threading.Lock()
@@ -149,7 +150,71 @@ async def serve_protocol(loop, host: str, port: int):
     return server.sockets[0].getsockname()[1], None, server.close
 
 
-SERVERS = {"sockets": serve_sockets, "streams": serve_streams, "protocol": serve_protocol}
+# -- connection churn (bench/churn_run.py): one line per connection, then the
+# server closes. Unix variants listen on a fresh path (printed instead of a port).
+
+
+async def _churn_streams_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        line = await reader.readline()
+        writer.write(line)
+        await writer.drain()
+    except Exception as exc:  # noqa: BLE001
+        if not _quiet(exc):
+            raise
+    finally:
+        writer.close()
+
+
+class ChurnProtocol(asyncio.Protocol):
+    __slots__ = ("transport", "buf")
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.buf.endswith(b"\n"):
+            self.transport.write(self.buf)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+
+
+def _unix_path() -> str:
+    import tempfile
+    return os.path.join(tempfile.mkdtemp(prefix="churn-"), "s")
+
+
+async def serve_churn_streams(loop, host: str, port: int):
+    server = await asyncio.start_server(_churn_streams_handler, host, port, reuse_address=True,
+                                        backlog=512)
+    return server.sockets[0].getsockname()[1], None, server.close
+
+
+async def serve_churn_protocol(loop, host: str, port: int):
+    server = await loop.create_server(ChurnProtocol, host, port, reuse_address=True, backlog=512)
+    return server.sockets[0].getsockname()[1], None, server.close
+
+
+async def serve_churn_streams_unix(loop, host: str, port: int):
+    path = _unix_path()
+    server = await asyncio.start_unix_server(_churn_streams_handler, path, backlog=512)
+    return f"unix:{path}", None, server.close
+
+
+async def serve_churn_protocol_unix(loop, host: str, port: int):
+    path = _unix_path()
+    server = await loop.create_unix_server(ChurnProtocol, path, backlog=512)
+    return f"unix:{path}", None, server.close
+
+
+SERVERS = {"sockets": serve_sockets, "streams": serve_streams, "protocol": serve_protocol,
+           "churn-streams": serve_churn_streams, "churn-protocol": serve_churn_protocol,
+           "churn-streams-unix": serve_churn_streams_unix,
+           "churn-protocol-unix": serve_churn_protocol_unix}
 
 
 # -- control -----------------------------------------------------------------------

@@ -46,6 +46,32 @@ def bench_call_soon(loop, n):
     return elapsed
 
 
+def bench_call_soon_py(loop, n, burst=10_000):
+    """What user code does: a task schedules a burst of 10,000 call_soon of
+    a Python callback, then awaits a future the last one resolves; n in all.
+    Each call_soon copies the task's context, as asyncio's does."""
+    count = 0
+
+    def cb():
+        nonlocal count
+        count += 1
+
+    async def main():
+        call_soon = loop.call_soon
+        for _ in range(n // burst):
+            for _ in range(burst):
+                call_soon(cb)
+            fut = loop.create_future()
+            call_soon(fut.set_result, None)
+            await fut
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    elapsed = time.perf_counter() - t0
+    check("callbacks run", count, n - n % burst)
+    return elapsed
+
+
 def bench_sleep0(loop, n, ntasks=100):
     """n `await asyncio.sleep(0)` spread over 100 tasks: a bare task switch
     (Task step -> call_soon -> ready queue -> next step)."""
@@ -168,6 +194,7 @@ def bench_future_chain(loop, n):
 # name -> (workload, default n)
 BENCHES = {
     "call_soon": (bench_call_soon, 1_000_000),
+    "call_soon_py": (bench_call_soon_py, 1_000_000),
     "sleep0": (bench_sleep0, 500_000),
     "call_later": (bench_call_later, 200_000),
     "gather": (bench_gather, 100_000),
