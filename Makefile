@@ -8,6 +8,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WHEELS := target/wheels
 SID_VERSIONS ?= 3.13 3.14 3.15
+# make wheels also builds the $(SID_VERSIONS) wheels in the sid root (as root).
+WHEELS_SID ?= 1
 
 .PHONY: venv deps build showcase test test-versions lint rust-test unit conformance examples-test bench bench-smoke wheels wheel-test
 
@@ -82,7 +84,7 @@ bench-smoke:
 # for the host CPython and, through the sid root, $(SID_VERSIONS); plus an
 # sdist. Then installs one into a fresh venv with no Rust on PATH.
 wheels: deps
-	bash scripts/build-wheels.sh $(PY) $(SID_VERSIONS)
+	WHEELS_SID=$(WHEELS_SID) bash scripts/build-wheels.sh $(PY) $(SID_VERSIONS)
 
 wheel-test:
 	$(PY) -m pytest tests/test_wheel_install.py -q $(PYTEST_ARGS)

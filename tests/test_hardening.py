@@ -456,7 +456,7 @@ def test_children_outliving_loop_reaped_by_pidfd(loop_factory, request):
         try:
             with open(f"/proc/{p.pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # reaped between open and read
             break
         time.sleep(0.05)
     else:
