@@ -44,7 +44,8 @@ if [ "${#vers[@]}" -gt 0 ]; then
             v=/opt/ferroloop-wheel-venv
             [ -x \$v/bin/maturin ] || python${vers[0]} -m venv \$v
             \$v/bin/pip install -q 'maturin>=1.5,<2' ziglang
-            CARGO_TARGET_DIR=\$PWD/target/wheels-sid \$v/bin/maturin build -q --release --zig \
+            # maturin runs zig as python -m ziglang with the python on PATH.
+            PATH=\$v/bin:\$PATH CARGO_TARGET_DIR=\$PWD/target/wheels-sid \$v/bin/maturin build -q --release --zig \
                 --compatibility $compat ${interps[*]} -o $dist
         " || { say "building in the sid root failed"; status=1; }
     else
