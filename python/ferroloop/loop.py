@@ -199,16 +199,19 @@ class Loop(LoopCore, _SelectorLoop):
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT, **context):
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT, context=None):
         """Accept connections natively (`Acceptor`); TLS servers keep
         asyncio's accept path, which sets up the TLS protocol.
 
-        ``context`` (3.15: the server's `contextvars.Context`): each
-        connection's set-up and transport run in a copy of it."""
+        ``context`` (3.15, passed by keyword or, on asyncio's accept-retry
+        path, by position; always None before): the server's
+        `contextvars.Context`; each connection's set-up and transport run
+        in a copy of it."""
         if sslcontext:
+            more = (context,) if _compat.TRANSPORT_CONTEXT else ()
             return super()._start_serving(protocol_factory, sock, sslcontext, server, backlog,
-                                          ssl_handshake_timeout, ssl_shutdown_timeout, **context)
-        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog, **context))
+                                          ssl_handshake_timeout, ssl_shutdown_timeout, *more)
+        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog, context))
 
     def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog, context):
         """Out of fds (or memory) while accepting: report, pause, retry
@@ -219,16 +222,16 @@ class Loop(LoopCore, _SelectorLoop):
             "socket": trsock.TransportSocket(sock),
         })
         self._remove_reader(sock.fileno())
-        kwargs = {"context": context} if _compat.TRANSPORT_CONTEXT else {}
-        self.call_later(constants.ACCEPT_RETRY_DELAY, lambda: self._start_serving(
-            protocol_factory, sock, None, server, backlog, **kwargs))
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
+                        protocol_factory, sock, None, server, backlog,
+                        constants.SSL_HANDSHAKE_TIMEOUT, constants.SSL_SHUTDOWN_TIMEOUT, context)
 
     # -- transports --------------------------------------------------------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
-                               **context):
-        # ``context``: 3.15's per-transport contextvars.Context.
-        return TcpTransport(self, sock, protocol, waiter, extra, server, **context)
+                               context=None):
+        # ``context``: 3.15's per-transport contextvars.Context (None before).
+        return TcpTransport(self, sock, protocol, waiter, extra, server, context)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return UdpTransport(self, sock, protocol, address, waiter, extra)
@@ -271,7 +274,7 @@ class Loop(LoopCore, _SelectorLoop):
         except BaseException:
             transp.close()
             wait = transp._wait()
-            # 3.14 shields it (gh-88050), so a second cancel still reaps.
+            # 3.14 shields it, so a second cancel still reaps the child.
             await (tasks.shield(wait) if _compat.SUBPROCESS_SHIELD_WAIT else wait)
             raise
         return transp
