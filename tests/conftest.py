@@ -19,6 +19,12 @@ import pytest
 
 from tests.helpers import ferroloop
 
+# A test run started in the background by a non-interactive shell inherits
+# SIGINT ignored, and so would every program the tests start (an ignored
+# signal survives exec): the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 LOOP_FACTORIES = [
     pytest.param(asyncio.new_event_loop, id="stdlib"),

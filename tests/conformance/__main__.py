@@ -132,6 +132,11 @@ def last_line(detail: str) -> str:
 
 
 def main(argv=None) -> int:
+    # Started in the background by a non-interactive shell, we inherit SIGINT
+    # ignored, and so would the workers (asyncio.Runner then installs no
+    # Ctrl-C handler, and CPython's KeyboardInterrupt tests fail).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python3 -m tests.conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("select", nargs="*", help="modules or test id prefixes (default: all modules)")
