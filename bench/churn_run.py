@@ -30,16 +30,14 @@ import argparse
 import json
 import os
 import platform
-import select
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from echo_run import REQUIRED, Server, ServerError, build_rust_client  # noqa: E402
+from echo_run import REQUIRED, Server, ServerError, build_rust_client, drive_compiled_client  # noqa: E402
 from run import available, git_head, markdown_table, version  # noqa: E402
 from workloads import LOOPS  # noqa: E402
 
@@ -52,26 +50,8 @@ TARGET = 1.25
 
 def run_client(address: str, *, duration: float, threads: int, on_start) -> dict:
     target = address if address.startswith("unix:") else f"{HOST}:{address}"
-    proc = subprocess.Popen([str(CHURN_CLIENT), target, str(duration), str(threads)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 10)
-        line = proc.stdout.readline().strip() if ready else ""
-        if line != "ready":
-            proc.kill()
-            return {"errors": [f"churn client: no ready line ({line!r}; {proc.stderr.read()[-300:]})"]}
-        on_start()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=duration + 60)
-        return json.loads(out.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        proc.kill()
-        return {"errors": [f"churn client: {exc}"]}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return drive_compiled_client([str(CHURN_CLIENT), target, str(duration), str(threads)],
+                                 duration=duration, on_start=on_start, what="churn client")
 
 
 def run_cell(loop: str, mode: str, args) -> dict:

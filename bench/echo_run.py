@@ -67,30 +67,39 @@ def build_rust_client() -> bool:
     return RUST_CLIENT.exists()
 
 
-def run_load_rust(host: str, port: int, size: int, *, duration: float, conns: int, on_start=None) -> dict:
-    """The same load as `run_load` from the compiled client: `conns`
-    connections, one thread each, every byte checked."""
-    proc = subprocess.Popen([str(RUST_CLIENT), host, str(port), str(size), str(duration), str(conns)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def drive_compiled_client(cmd: list[str], *, duration: float, on_start=None, what: str) -> dict:
+    """Run one of the compiled load generators (bench/echo_client_rs) through
+    its handshake: wait for `ready` after its warm-up, call `on_start`
+    (the server's CPU time is sampled there), say go, and read its JSON."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         line = proc.stdout.readline().strip() if ready else ""
         if line != "ready":
             proc.kill()
-            return {"errors": [f"compiled client: no ready line ({line!r}; {proc.stderr.read()[-300:]})"]}
+            return {"errors": [f"{what}: no ready line ({line!r}; {proc.stderr.read()[-300:]})"]}
         if on_start is not None:
             on_start()
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        out, err = proc.communicate(timeout=duration + 30)
+        out, _ = proc.communicate(timeout=duration + 60)
         return json.loads(out.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         proc.kill()
-        return {"errors": [f"compiled client: {exc}"]}
+        return {"errors": [f"{what}: {exc}"]}
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def run_load_rust(host: str, port: int, size: int, *, duration: float, conns: int, on_start=None) -> dict:
+    """The same load as `run_load` from the compiled client: `conns`
+    connections, one thread each, every byte checked."""
+    return drive_compiled_client(
+        [str(RUST_CLIENT), host, str(port), str(size), str(duration), str(conns)],
+        duration=duration, on_start=on_start, what="compiled client")
 
 
 class ServerError(Exception):

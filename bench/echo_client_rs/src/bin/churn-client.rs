@@ -10,23 +10,14 @@
 //! {"requests", "elapsed", "rps", "client_user", "client_sys", "errors"}
 //! (`requests` counts completed connections).
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+
+use echo_client::run_timed;
 
 const WARMUP_CONNS: usize = 20;
 const LINE: usize = 64;
-
-fn cpu_times() -> (f64, f64) {
-    // SAFETY: getrusage fills the zeroed struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    (secs(ru.ru_utime), secs(ru.ru_stime))
-}
 
 fn exchange<S: Read + Write>(mut s: S, msg: &[u8], buf: &mut Vec<u8>) -> Result<(), String> {
     s.write_all(msg).map_err(|e| format!("send: {e}"))?;
@@ -59,63 +50,29 @@ fn main() {
     let duration: f64 = args[2].parse().expect("DURATION");
     let nthreads: usize = args[3].parse().expect("THREADS");
 
-    let go = Arc::new(Barrier::new(nthreads + 1));
-    let warmed = Arc::new(Barrier::new(nthreads + 1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut threads = Vec::new();
-    for id in 0..nthreads {
-        let (addr, go, warmed, stop, errors) =
-            (addr.clone(), go.clone(), warmed.clone(), stop.clone(), errors.clone());
-        threads.push(std::thread::spawn(move || -> u64 {
-            let mut msg: Vec<u8> = (0..LINE - 1).map(|i| b'a' + ((i + id * 7) % 26) as u8).collect();
-            msg.push(b'\n');
-            let mut buf = Vec::with_capacity(LINE);
-            let fail = |e: String| errors.lock().map(|mut v| v.push(e)).ok();
-            let mut ok = true;
-            for _ in 0..WARMUP_CONNS {
-                if let Err(e) = one_conn(&addr, &msg, &mut buf) {
-                    fail(e);
-                    ok = false;
-                    break;
-                }
+    run_timed(nthreads, duration, move |id, run| {
+        let mut msg: Vec<u8> = (0..LINE - 1)
+            .map(|i| b'a' + ((i + id * 7) % 26) as u8)
+            .collect();
+        msg.push(b'\n');
+        let mut buf = Vec::with_capacity(LINE);
+        let mut ok = true;
+        for _ in 0..WARMUP_CONNS {
+            if let Err(e) = one_conn(&addr, &msg, &mut buf) {
+                run.fail(e);
+                ok = false;
+                break;
             }
-            warmed.wait();
-            go.wait();
-            let mut n = 0u64;
-            while ok && !stop.load(Ordering::Relaxed) {
-                if let Err(e) = one_conn(&addr, &msg, &mut buf) {
-                    fail(e);
-                    break;
-                }
-                n += 1;
+        }
+        run.start();
+        let mut n = 0u64;
+        while ok && !run.stopped() {
+            if let Err(e) = one_conn(&addr, &msg, &mut buf) {
+                run.fail(e);
+                break;
             }
-            n
-        }));
-    }
-    warmed.wait();
-    println!("ready");
-    std::io::stdout().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).ok();
-    let (u0, s0) = cpu_times();
-    let t0 = Instant::now();
-    go.wait();
-    std::thread::sleep(Duration::from_secs_f64(duration));
-    stop.store(true, Ordering::Relaxed);
-    let requests: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-    let elapsed = t0.elapsed().as_secs_f64();
-    let (u1, s1) = cpu_times();
-    let errors = errors.lock().map(|v| v.clone()).unwrap_or_default();
-    let errors_json: Vec<String> = errors
-        .iter()
-        .map(|e| format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "'")))
-        .collect();
-    println!(
-        "{{\"requests\": {requests}, \"elapsed\": {elapsed}, \"rps\": {}, \"client_user\": {}, \"client_sys\": {}, \"errors\": [{}]}}",
-        requests as f64 / elapsed,
-        u1 - u0,
-        s1 - s0,
-        errors_json.join(", ")
-    );
+            n += 1;
+        }
+        n
+    });
 }
