@@ -27,18 +27,15 @@ numbers go to bench/results/churn-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from echo_run import REQUIRED, Server, ServerError, build_rust_client, drive_compiled_client  # noqa: E402
-from run import available, git_head, markdown_table, version  # noqa: E402
+from run import available, markdown_table, save_results, version  # noqa: E402
 from workloads import LOOPS  # noqa: E402
 
 MODES = ("churn-streams", "churn-protocol", "churn-streams-unix", "churn-protocol-unix")
@@ -163,15 +160,8 @@ def main(argv=None) -> int:
           "(> 1: cheaper than uvloop)\n")
     print(markdown_table(rows))
 
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"churn-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
-    out.write_text(json.dumps({
-        "python": sys.version, "git": git_head(), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "smoke": args.smoke, "repeat": repeat, "duration": args.duration, "threads": args.threads,
-        "versions": {lp: version(lp) for lp in loops}, "target": TARGET, "results": summary, "errors": errors,
-    }, indent=2))
-    print(f"\nraw results: {out.relative_to(HERE.parent)}")
+    save_results("churn", args.smoke, loops, repeat=repeat, duration=args.duration, threads=args.threads,
+                 target=TARGET, results=summary, errors=errors)
     if failed:
         print("FAILED: ferroloop errored or is missing", file=sys.stderr)
     return 1 if failed else 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import select
 import signal
 import statistics
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from echo_client import run_load  # noqa: E402
 from echo_server import MODES as ALL_MODES  # noqa: E402  (imports no event loop)
-from run import available, git_head, markdown_table, version  # noqa: E402
+from run import available, markdown_table, save_results, version  # noqa: E402
 from workloads import LOOPS  # noqa: E402
 
 MODES = tuple(m for m in ALL_MODES if not m.startswith("churn"))  # churn: churn_run.py
@@ -311,16 +310,9 @@ def main(argv=None) -> int:
           "srv/client CPU: CPU time over the window's wall time (100% = one core busy)\n")
     print(markdown_table(rows))
 
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"echo-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
-    out.write_text(json.dumps({
-        "python": sys.version, "git": git_head(), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "smoke": args.smoke, "repeat": repeat, "duration": args.duration, "procs": args.procs,
-        "conns": args.conns, "client": args.client, "versions": {lp: version(lp) for lp in loops},
-        "targets": {f"{m}/{s}": t for (m, s), t in TARGETS.items()}, "results": summary, "errors": errors,
-    }, indent=2))
-    print(f"\nraw results: {out.relative_to(HERE.parent)}")
+    save_results("echo", args.smoke, loops, repeat=repeat, duration=args.duration, procs=args.procs,
+                 conns=args.conns, client=args.client,
+                 targets={f"{m}/{s}": t for (m, s), t in TARGETS.items()}, results=summary, errors=errors)
     if failed:
         print("FAILED: ferroloop errored or is missing", file=sys.stderr)
     return 1 if failed else 0

@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from proc_worker import BENCHES, make_file  # noqa: E402  (imports no event loop)
-from run import available, git_head, markdown_table, version  # noqa: E402
+from run import available, markdown_table, save_results, version  # noqa: E402
 from workloads import LOOPS  # noqa: E402
 
 # ferroloop's targets, as uvloop_time / ferroloop_time.
@@ -149,15 +147,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{lp} {version(lp)}" for lp in loops) + "\n")
     print(markdown_table(rows))
 
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"proc-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
-    out.write_text(json.dumps({
-        "python": sys.version, "git": git_head(), "machine": platform.platform(), "smoke": args.smoke,
-        "repeat": repeat, "versions": {lp: version(lp) for lp in loops},
-        "targets": TARGETS, "results": summary, "errors": errors,
-    }, indent=2))
-    print(f"\nraw results: {out.relative_to(HERE.parent)}")
+    save_results("proc", args.smoke, loops, repeat=repeat, targets=TARGETS, results=summary, errors=errors)
     if failed:
         print("FAILED: a required loop (asyncio/ferroloop) errored or is missing", file=sys.stderr)
     return 1 if failed else 0

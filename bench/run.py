@@ -16,6 +16,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -84,6 +85,19 @@ def git_head() -> str:
         return out.stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
+
+
+def save_results(kind: str, smoke: bool, loops, **fields) -> None:
+    """Write a run's raw numbers to bench/results/<kind>-<timestamp>[-smoke].json,
+    with what identifies the run (Python, git head, machine, loop versions)."""
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if smoke else ''}.json"
+    out.write_text(json.dumps({
+        "python": sys.version, "git": git_head(), "machine": platform.platform(), "cpus": os.cpu_count(),
+        "smoke": smoke, "versions": {lp: version(lp) for lp in loops}, **fields,
+    }, indent=2))
+    print(f"\nraw results: {out.relative_to(HERE.parent)}")
 
 
 def fmt_ratio(x: float | None) -> str:
@@ -170,15 +184,7 @@ def main(argv=None) -> int:
     print("\nvs rloop: rloop's time / ferroloop's (target >= 1.10x). rloop's call_soon_threadsafe "
           "does not copy the context (asyncio's, uvloop's and ferroloop's do).")
 
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"sched-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
-    out.write_text(json.dumps({
-        "python": sys.version, "git": git_head(), "machine": platform.platform(), "smoke": args.smoke,
-        "repeat": repeat, "versions": {lp: version(lp) for lp in loops},
-        "targets": TARGETS, "results": summary, "errors": errors,
-    }, indent=2))
-    print(f"\nraw results: {out.relative_to(HERE.parent)}")
+    save_results("sched", args.smoke, loops, repeat=repeat, targets=TARGETS, results=summary, errors=errors)
     if failed:
         print("FAILED: a required loop (asyncio/ferroloop) errored or is missing", file=sys.stderr)
     return 1 if failed else 0
