@@ -433,20 +433,10 @@ impl LoopCore {
         Self::add_fd_with(slf, num, side, callback, args, fileobj, context)
     }
 
-    /// `add_fd_callback` for a known fd number (transports).
+    /// `add_fd_callback` for a known fd number (transports); the callback
+    /// runs in `context` (a copy of the current one when None, as asyncio's
+    /// `Handle` does).
     pub fn add_fd(
-        slf: &Bound<'_, Self>,
-        fd: RawFd,
-        side: Side,
-        callback: Bound<'_, PyAny>,
-        args: Args,
-    ) -> PyResult<Py<Handle>> {
-        Self::add_fd_with(slf, fd, side, callback, args, None, None)
-    }
-
-    /// `add_fd` whose callback runs in `context` (a copy of the current
-    /// one when None, as asyncio's `Handle` does).
-    pub fn add_fd_in(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         side: Side,

@@ -49,7 +49,7 @@ impl FdWatch {
         callback: Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = lp.py();
-        let handle = LoopCore::add_fd(lp, self.fd, side, callback, Args::new())?;
+        let handle = LoopCore::add_fd(lp, self.fd, side, callback, Args::new(), None)?;
         let old = self.slot(side).borrow_mut(py).replace(handle);
         drop(old); // after the borrow: dropping a handle may run Python code
         Ok(())

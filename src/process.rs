@@ -160,6 +160,7 @@ impl ChildWatcher {
             Side::Read,
             on_exit,
             Args::from_iter([pid_obj]),
+            None,
         )?;
         let old = this.children.borrow_mut(py).insert(
             pid,

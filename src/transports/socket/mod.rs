@@ -184,7 +184,7 @@ impl SocketTransportCore {
         };
         let context = this.context(py);
         let handle =
-            LoopCore::add_fd_in(&lp, this.fd, side, slf.getattr(name)?, Args::new(), context)?;
+            LoopCore::add_fd(&lp, this.fd, side, slf.getattr(name)?, Args::new(), context)?;
         let old = {
             let mut st = this.st.borrow_mut(py);
             match side {
