@@ -11,12 +11,12 @@ use std::os::fd::RawFd;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::PyTraverseError;
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::{Args, Handle};
 use crate::reactor::Side;
+use crate::traverse::{Traverse, TraverseResult};
 
 pub struct FdWatch {
     fd: RawFd,
@@ -67,23 +67,18 @@ impl FdWatch {
         }
     }
 
-    /// The collector's view of the handles we hold.
-    pub fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for slot in [&self.reader, &self.writer] {
-            if let Some(guard) = slot.unguarded() {
-                if let Some(h) = guard.as_ref() {
-                    visit.call(h)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Drop the handles (the collector's clear): the caller drops the result.
     pub fn take_unguarded(&self) -> Vec<Py<Handle>> {
         [&self.reader, &self.writer]
             .into_iter()
             .filter_map(|slot| slot.unguarded().and_then(|mut g| g.take()))
             .collect()
+    }
+}
+
+/// The collector's view of the handles we hold.
+impl Traverse for FdWatch {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (&self.reader, &self.writer).traverse(visit)
     }
 }

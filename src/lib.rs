@@ -11,6 +11,7 @@
 //! - `transports`: native transports (TCP/Unix stream sockets).
 //! - `sockaddr`: socket addresses as the socket module converts them.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
+//! - `traverse`: what each state shows the cycle collector.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
 
 use pyo3::prelude::*;
@@ -32,6 +33,7 @@ mod sysio;
 mod telemetry;
 mod timers;
 mod transports;
+mod traverse;
 
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -21,6 +21,7 @@ use super::{log_debug, logger};
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
+use crate::traverse::{Traverse, TraverseResult};
 
 mod read;
 mod write;
@@ -37,6 +38,12 @@ pub(super) struct Ends {
     pub(super) protocol: Option<Py<PyAny>>,
     /// The Python transport object; dropped after `connection_lost`.
     pub(super) owner: Option<Py<PyAny>>,
+}
+
+impl Traverse for Ends {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (&self.loop_, &self.pipe, &self.protocol, &self.owner).traverse(visit)
+    }
 }
 
 impl Ends {
@@ -68,19 +75,6 @@ impl Ends {
         self.protocol
             .as_ref()
             .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone())
-    }
-
-    pub(super) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for obj in [&self.pipe, &self.protocol, &self.owner]
-            .into_iter()
-            .flatten()
-        {
-            visit.call(obj)?;
-        }
-        if let Some(l) = &self.loop_ {
-            visit.call(l)?;
-        }
-        Ok(())
     }
 
     /// Everything, to be dropped outside the borrow.
@@ -263,10 +257,7 @@ macro_rules! ends_methods {
             }
 
             fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-                if let Some(e) = self.ends.unguarded() {
-                    e.visit(&visit)?;
-                }
-                self.watch.visit(&visit)
+                (&self.ends, &self.watch).traverse(&visit)
             }
 
             fn __clear__(&self) {
