@@ -1,6 +1,8 @@
 """Run the echo-server benchmark on every loop and compare.
 
-For every mode (sockets, streams, protocol) x message size (1, 10, 100 KiB)
+For every mode (sockets, streams, protocol: 1, 10, 100 KiB messages; tls:
+streams over ``start_server(ssl=...)``, 4 and 64 KiB, 16 connections of the
+Python client, which speaks TLS through the ssl module) x message size
 x loop (asyncio, uvloop, rloop, ferroloop) x repeat, starts
 bench/echo_server.py in its own process, drives it with bench/echo_client.py
 (the same client load for every loop: --procs worker processes x --conns
@@ -40,15 +42,52 @@ from workloads import LOOPS  # noqa: E402
 
 MODES = tuple(m for m in ALL_MODES if not m.startswith("churn"))  # churn: churn_run.py
 
-SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
+SIZES = {"1k": 1024, "4k": 4 * 1024, "10k": 10 * 1024, "64k": 64 * 1024, "100k": 100 * 1024}
+# The sizes each mode runs (the plain modes: uvloop's published ones).
+MODE_SIZES = {"tls": ("4k", "64k")}
+PLAIN_SIZES = ("1k", "10k", "100k")
+TLS_CONNS = (4, 4)  # client processes x connections: 16 TLS connections
 # ferroloop's targets, as ferroloop_rps / uvloop_rps.
 TARGETS = {
     ("sockets", "1k"): 1.55, ("sockets", "10k"): 1.50, ("sockets", "100k"): 1.30,
     ("streams", "1k"): 1.25, ("streams", "10k"): 1.25, ("streams", "100k"): 1.25,
     ("protocol", "1k"): 1.15, ("protocol", "10k"): 1.30, ("protocol", "100k"): 1.20,
+    ("tls", "4k"): 1.10, ("tls", "64k"): 1.10,
 }
 REQUIRED = ("ferroloop",)  # its failures fail the run
 HOST = "127.0.0.1"
+
+
+def mode_sizes(mode: str) -> tuple[str, ...]:
+    return MODE_SIZES.get(mode, PLAIN_SIZES)
+
+
+def make_cert(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 in `directory`: (certfile, keyfile)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ferroloop bench")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    Path(certfile).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(keyfile).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    return certfile, keyfile
 
 
 RUST_CLIENT = HERE / "echo_client_rs" / "target" / "release" / "echo-client"
@@ -108,11 +147,11 @@ class ServerError(Exception):
 class Server:
     """One echo_server.py process, controlled through its stdin/stdout."""
 
-    def __init__(self, loop: str, mode: str, timeout: float = 30.0) -> None:
+    def __init__(self, loop: str, mode: str, timeout: float = 30.0, extra: tuple[str, ...] = ()) -> None:
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "echo_server.py"), "--loop", loop, "--mode", mode,
-             "--host", HOST, "--port", "0", "--control-stdin"],
+             "--host", HOST, "--port", "0", "--control-stdin", *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         self._buf = b""
         line = self._line(timeout)
@@ -174,13 +213,18 @@ class Server:
 
 def run_cell(loop: str, mode: str, size: int, args) -> dict:
     """One server on one loop under one client load: a result dict, or {"error": ...}."""
+    tls = mode == "tls"
     try:
-        server = Server(loop, mode)
+        server = Server(loop, mode, extra=("--certfile", args.cert[0], "--keyfile", args.cert[1]) if tls else ())
     except ServerError as exc:
         return {"error": f"server: {exc}"}
     try:
         before = {}
-        if args.client == "rust":
+        if tls:  # the compiled client has no TLS: the Python one, through the ssl module
+            res = run_load(HOST, server.port, size, duration=args.duration, procs=TLS_CONNS[0],
+                           conns=TLS_CONNS[1], cafile=args.cert[0],
+                           on_start=lambda: before.update(server.stats()))
+        elif args.client == "rust":
             res = run_load_rust(HOST, server.port, size, duration=args.duration,
                                 conns=args.procs * args.conns,
                                 on_start=lambda: before.update(server.stats()))
@@ -224,14 +268,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, help="runs per cell; default 3, 1 with --smoke")
     parser.add_argument("--procs", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--conns", type=int, default=6, help="connections per client process (default 6)")
-    parser.add_argument("--smoke", action="store_true", help="1 KiB only, 0.5 s, 1 repeat (for CI)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="each mode's smallest size only, 0.5 s, 1 repeat (for CI)")
     parser.add_argument("--client", choices=("rust", "python"), default=None,
                         help="load generator: the compiled one (bench/echo_client_rs, built with cargo; "
                              "default) or the Python processes (default with --smoke)")
     args = parser.parse_args(argv)
 
     modes = args.modes.split(",") if args.modes else list(MODES)
-    sizes = args.sizes.split(",") if args.sizes else (["1k"] if args.smoke else list(SIZES))
+    sizes = args.sizes.split(",") if args.sizes else list(SIZES)
     loops = args.loops.split(",") if args.loops else list(LOOPS)
     for name, known in [(m, MODES) for m in modes] + [(s, SIZES) for s in sizes] + [(lp, LOOPS) for lp in loops]:
         if name not in known:
@@ -242,6 +287,12 @@ def main(argv=None) -> int:
     if args.client == "rust" and not build_rust_client():
         args.client = "python"
     repeat = args.repeat or (1 if args.smoke else 3)
+    # Each mode runs its own sizes (of those asked for); --smoke: its smallest.
+    cells = [(m, s) for m in modes for s in mode_sizes(m) if s in sizes]
+    if args.smoke:
+        cells = [(m, s) for m in modes for s in mode_sizes(m)[:1] if s in sizes]
+    certdir = tempfile.TemporaryDirectory(prefix="echo-bench-")
+    args.cert = make_cert(certdir.name) if "tls" in modes else None
 
     failed = False
     for name in list(loops):
@@ -250,57 +301,55 @@ def main(argv=None) -> int:
             loops.remove(name)
             failed |= name in REQUIRED
 
-    runs: dict[tuple, list[dict]] = {(m, s, lp): [] for m in modes for s in sizes for lp in loops}
+    runs: dict[tuple, list[dict]] = {(m, s, lp): [] for m, s in cells for lp in loops}
     errors: list[dict] = []
-    for mode in modes:
-        for size in sizes:
-            for r in range(repeat):
-                order = loops[r % len(loops):] + loops[: r % len(loops)] if loops else []
-                for loop in order:
-                    res = run_cell(loop, mode, SIZES[size], args)
-                    if "error" in res:
-                        print(f"FAILED {mode}/{size} on {loop}: {res['error']}", file=sys.stderr)
-                        errors.append({"mode": mode, "size": size, "loop": loop, "error": res["error"]})
-                        failed |= loop in REQUIRED
-                    else:
-                        runs[(mode, size, loop)].append(res)
-                print(f"  {mode}/{size}: repeat {r + 1}/{repeat} done", file=sys.stderr)
+    for mode, size in cells:
+        for r in range(repeat):
+            order = loops[r % len(loops):] + loops[: r % len(loops)] if loops else []
+            for loop in order:
+                res = run_cell(loop, mode, SIZES[size], args)
+                if "error" in res:
+                    print(f"FAILED {mode}/{size} on {loop}: {res['error']}", file=sys.stderr)
+                    errors.append({"mode": mode, "size": size, "loop": loop, "error": res["error"]})
+                    failed |= loop in REQUIRED
+                else:
+                    runs[(mode, size, loop)].append(res)
+            print(f"  {mode}/{size}: repeat {r + 1}/{repeat} done", file=sys.stderr)
 
     header = ["mode", "size", "loop", "req/s", "vs uvloop", "target",
               "srv user µs/rt", "srv sys µs/rt", "CPU/rt vs uvloop", "srv CPU", "client CPU"]
     rows = [header]
     summary = []
-    for mode in modes:
-        for size in sizes:
-            base = runs[(mode, size, "uvloop")] if "uvloop" in loops else []
-            base_rps = med(base, "rps") if base else None
-            base_cpu = cpu_per_rt(base) if base else None
-            for loop in loops:
-                cell = runs[(mode, size, loop)]
-                if not cell:
-                    rows.append([mode, size, loop, "FAILED"] + [""] * (len(header) - 4))
-                    summary.append({"mode": mode, "size": size, "loop": loop, "runs": []})
-                    continue
-                rps = med(cell, "rps")
-                ratio = rps / base_rps if base_rps else None
-                target = ""
-                if loop == "ferroloop":
-                    target = f">= {TARGETS[(mode, size)]:.2f}x"
-                    if args.smoke:
-                        target = "ran (smoke: not judged)"
-                    elif ratio is not None:
-                        target += " ok" if ratio >= TARGETS[(mode, size)] else " MISS"
-                srv_cpu = statistics.median((r["server_user"] + r["server_sys"]) / r["elapsed"] for r in cell)
-                cli_cpu = statistics.median((r["client_user"] + r["client_sys"]) / r["elapsed"] for r in cell)
-                cpu_ratio = base_cpu / cpu_per_rt(cell) if base_cpu else None
-                rows.append([
-                    mode, size, loop, f"{rps:,.0f}", "-" if ratio is None else f"{ratio:.2f}x", target,
-                    f"{med(cell, 'server_user', True):.1f}", f"{med(cell, 'server_sys', True):.1f}",
-                    "-" if cpu_ratio is None else f"{cpu_ratio:.2f}x", f"{srv_cpu:.0%}", f"{cli_cpu:.0%}",
-                ])
-                summary.append({"mode": mode, "size": size, "loop": loop, "median_rps": rps,
-                                "ratio_to_uvloop": ratio, "cpu_per_rt_ratio_to_uvloop": cpu_ratio,
-                                "runs": cell})
+    for mode, size in cells:
+        base = runs[(mode, size, "uvloop")] if "uvloop" in loops else []
+        base_rps = med(base, "rps") if base else None
+        base_cpu = cpu_per_rt(base) if base else None
+        for loop in loops:
+            cell = runs[(mode, size, loop)]
+            if not cell:
+                rows.append([mode, size, loop, "FAILED"] + [""] * (len(header) - 4))
+                summary.append({"mode": mode, "size": size, "loop": loop, "runs": []})
+                continue
+            rps = med(cell, "rps")
+            ratio = rps / base_rps if base_rps else None
+            target = ""
+            if loop == "ferroloop":
+                target = f">= {TARGETS[(mode, size)]:.2f}x"
+                if args.smoke:
+                    target = "ran (smoke: not judged)"
+                elif ratio is not None:
+                    target += " ok" if ratio >= TARGETS[(mode, size)] else " MISS"
+            srv_cpu = statistics.median((r["server_user"] + r["server_sys"]) / r["elapsed"] for r in cell)
+            cli_cpu = statistics.median((r["client_user"] + r["client_sys"]) / r["elapsed"] for r in cell)
+            cpu_ratio = base_cpu / cpu_per_rt(cell) if base_cpu else None
+            rows.append([
+                mode, size, loop, f"{rps:,.0f}", "-" if ratio is None else f"{ratio:.2f}x", target,
+                f"{med(cell, 'server_user', True):.1f}", f"{med(cell, 'server_sys', True):.1f}",
+                "-" if cpu_ratio is None else f"{cpu_ratio:.2f}x", f"{srv_cpu:.0%}", f"{cli_cpu:.0%}",
+            ])
+            summary.append({"mode": mode, "size": size, "loop": loop, "median_rps": rps,
+                            "ratio_to_uvloop": ratio, "cpu_per_rt_ratio_to_uvloop": cpu_ratio,
+                            "runs": cell})
 
     client_desc = (f"compiled, {args.procs * args.conns} connections (one thread each)" if args.client == "rust"
                    else f"{args.procs} Python processes x {args.conns} connections")

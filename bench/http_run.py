@@ -1,12 +1,15 @@
-"""HTTP benchmark: uvicorn serving a minimal ASGI app on each loop, under wrk.
+"""HTTP benchmark: uvicorn serving a minimal ASGI app, raw and through Starlette, on each loop, under wrk.
 
     python3 bench/http_run.py                       # asyncio, uvloop, rloop, ferroloop; 3 repeats of 5 s
     python3 bench/http_run.py --smoke               # ferroloop only, ~5 s: does it answer correctly?
     python3 bench/http_run.py --loops uvloop,ferroloop --repeat 5 --duration 10 --conns 100
+    python3 bench/http_run.py --apps starlette              # one app only
 
-The app answers every request with ``200``, ``content-type: text/plain`` and
-the body ``b"ok"``. Every (loop, repeat) gets a fresh server process
-(``python bench/http_run.py --serve --loop NAME --port P``, which runs
+Two apps (``--apps``): ``raw``, a bare ASGI callable, and ``starlette``, the
+same answer through a Starlette application (routing, Request/Response
+objects), as a framework user would write it. Both answer ``GET /`` with
+``200``, ``content-type: text/plain`` and the body ``b"ok"``. Every (loop, repeat) gets a fresh server process
+(``python bench/http_run.py --serve --loop NAME --app APP --port P``, which runs
 ``uvicorn.run`` with ``--loop asyncio|uvloop|module:factory``, ``--http
 httptools`` when httptools is installed, else h11, no access log, lifespan
 off); before it is measured the driver checks that the server runs on the loop
@@ -76,7 +79,7 @@ BODY = b"ok"
 # -- the app (runs in the server process) ---------------------------------------
 
 
-async def app(scope, receive, send):
+async def raw_app(scope, receive, send):
     """Minimal ASGI app: b"ok" as text/plain; /__loop__ names the running loop."""
     if scope["type"] != "http":
         return
@@ -92,6 +95,27 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+def starlette_app():
+    """The same answers through Starlette: two routes, PlainTextResponse."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def index(request):
+        return PlainTextResponse(BODY)
+
+    async def which_loop(request):
+        lp = asyncio.get_running_loop()
+        return PlainTextResponse(f"{type(lp).__module__}.{type(lp).__qualname__}")
+
+    return Starlette(routes=[Route("/", index), Route("/__loop__", which_loop)])
+
+
+APPS = {"raw": lambda: raw_app, "starlette": starlette_app}
+# the package each app needs besides uvicorn
+APP_NEEDS = {"raw": None, "starlette": "starlette"}
+
+
 def uvicorn_version() -> tuple[int, ...]:
     try:
         v = importlib.metadata.version("uvicorn")
@@ -104,9 +128,10 @@ def http_impl() -> str:
     return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
-def serve(loop_name: str, port: int, http: str) -> None:
+def serve(loop_name: str, port: int, http: str, app_name: str) -> None:
     import uvicorn
 
+    app = APPS[app_name]()
     kw = dict(host=HOST, port=port, http=http, lifespan="off", access_log=False, log_level="warning")
     if uvicorn_version() >= (0, 36):
         uvicorn.run(app, loop=UVICORN_LOOPS[loop_name], **kw)
@@ -161,12 +186,12 @@ class ServerError(Exception):
 class Server:
     """One uvicorn process on one loop."""
 
-    def __init__(self, loop: str, http: str, timeout: float = 20.0, cpus=None) -> None:
+    def __init__(self, loop: str, http: str, app: str = "raw", timeout: float = 20.0, cpus=None) -> None:
         self.loop = loop
         self.port = free_port()
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "http_run.py"), "--serve", "--loop", loop,
+            [sys.executable, str(HERE / "http_run.py"), "--serve", "--loop", loop, "--app", app,
              "--port", str(self.port), "--http", http],
             stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
@@ -418,10 +443,10 @@ def cpu_split(pin: bool):
     return {cpus[-1]}, set(cpus[:-1])
 
 
-def run_cell(loop: str, args, tool: str) -> dict:
+def run_cell(loop: str, app: str, args, tool: str) -> dict:
     server_cpus, load_cpus = cpu_split(args.pin)
     try:
-        server = Server(loop, args.http, cpus=server_cpus)
+        server = Server(loop, args.http, app, cpus=server_cpus)
     except ServerError as exc:
         return {"error": f"server: {exc}"}
     try:
@@ -445,17 +470,27 @@ def run_cell(loop: str, args, tool: str) -> dict:
 
 
 def smoke(args, tool: str) -> int:
-    """~5 s: ferroloop's server answers correctly, and under a short load."""
-    from run import available, version  # noqa: E402
+    """~5 s per app: ferroloop's server answers correctly, and under a short load."""
+    from run import available  # noqa: E402
 
     if not available("ferroloop"):
         print("FAILED: ferroloop is not importable", file=sys.stderr)
         return 1
+    for app in args.apps:
+        status = smoke_app(app, args, tool)
+        if status:
+            return status
+    return 0
+
+
+def smoke_app(app: str, args, tool: str) -> int:
+    from run import version  # noqa: E402
+
     t0 = time.monotonic()
     try:
-        server = Server("ferroloop", args.http)
+        server = Server("ferroloop", args.http, app)
     except ServerError as exc:
-        print(f"FAILED: server: {exc}", file=sys.stderr)
+        print(f"FAILED: {app} server: {exc}", file=sys.stderr)
         return 1
     try:
         server.check()
@@ -474,7 +509,7 @@ def smoke(args, tool: str) -> int:
         return 1
     finally:
         server.kill()
-    print(f"http smoke ok: uvicorn {version('uvicorn')} --http {args.http} on {server.loop_class} "
+    print(f"http smoke ok ({app} app): uvicorn {version('uvicorn')} --http {args.http} on {server.loop_class} "
           f"(ferroloop {version('ferroloop')}): GET / -> 200 text/plain b'ok'; {tool}: "
           f"{res['rps']:,.0f} req/s, p99 {res['p99'] * 1e3:.2f} ms over 2 s; {time.monotonic() - t0:.1f} s")
     return 0
@@ -487,6 +522,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loops", help=f"comma-separated subset of: {','.join(LOOPS)}")
+    parser.add_argument("--apps", help=f"comma-separated subset of: {','.join(APPS)} (default: all)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per run (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first (default 1)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per loop (default 3)")
@@ -501,13 +537,22 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="ferroloop only, ~5 s; non-zero exit if it answers wrongly")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", help=argparse.SUPPRESS)
+    parser.add_argument("--app", default="raw", choices=APPS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.http = args.http or http_impl()
 
     if args.serve:
-        serve(args.loop, args.port, args.http)
+        serve(args.loop, args.port, args.http, args.app)
         return 0
+
+    args.apps = args.apps.split(",") if args.apps else list(APPS)
+    for app in list(args.apps):
+        if app not in APPS:
+            parser.error(f"unknown app {app!r}")
+        if APP_NEEDS[app] and importlib.util.find_spec(APP_NEEDS[app]) is None:
+            print(f"FAILED: app {app} needs {APP_NEEDS[app]} (pip install {APP_NEEDS[app]})", file=sys.stderr)
+            return 1
 
     if importlib.util.find_spec("uvicorn") is None:
         print("FAILED: uvicorn is not installed (pip install uvicorn)", file=sys.stderr)
@@ -534,35 +579,36 @@ def main(argv=None) -> int:
             loops.remove(name)
             failed |= name in REQUIRED
 
-    runs: dict[str, list[dict]] = {lp: [] for lp in loops}
+    runs: dict[tuple[str, str], list[dict]] = {(app, lp): [] for app in args.apps for lp in loops}
     errors: list[dict] = []
-    dead: set[str] = set()  # optional loops whose server would not start: not retried
-    for r in range(args.repeat):
-        order = loops[r % len(loops):] + loops[: r % len(loops)] if loops else []
-        for loop in order:
-            if loop in dead:
-                continue
-            res = run_cell(loop, args, tool)
-            if "error" in res:
-                print(f"FAILED {loop}: {res['error']}", file=sys.stderr)
-                errors.append({"loop": loop, "repeat": r, "error": res["error"]})
-                failed |= loop in REQUIRED
-                if loop not in REQUIRED and not runs[loop] and res["error"].startswith("server:"):
-                    dead.add(loop)
-            else:
-                runs[loop].append(res)
-        print(f"  repeat {r + 1}/{args.repeat} done", file=sys.stderr)
+    dead: set[tuple[str, str]] = set()  # optional loops whose server would not start: not retried
+    for app in args.apps:
+        for r in range(args.repeat):
+            order = loops[r % len(loops):] + loops[: r % len(loops)] if loops else []
+            for loop in order:
+                if (app, loop) in dead:
+                    continue
+                res = run_cell(loop, app, args, tool)
+                if "error" in res:
+                    print(f"FAILED {app} on {loop}: {res['error']}", file=sys.stderr)
+                    errors.append({"app": app, "loop": loop, "repeat": r, "error": res["error"]})
+                    failed |= loop in REQUIRED
+                    if loop not in REQUIRED and not runs[(app, loop)] and res["error"].startswith("server:"):
+                        dead.add((app, loop))
+                else:
+                    runs[(app, loop)].append(res)
+            print(f"  {app}: repeat {r + 1}/{args.repeat} done", file=sys.stderr)
 
-    base = runs.get("uvloop") or []
-    base_rps = statistics.median(x["rps"] for x in base) if base else None
-    base_p99 = statistics.median(x["p99"] for x in base) if base else None
-    rows = [["loop", "req/s", "vs uvloop", "p99 ms", "p99 vs uvloop", "target", "runs"]]
+    rows = [["app", "loop", "req/s", "vs uvloop", "p99 ms", "p99 vs uvloop", "target", "runs"]]
     summary = []
-    for loop in loops:
-        cell = runs[loop]
+    for app, loop in runs:
+        base = runs.get((app, "uvloop")) or []
+        base_rps = statistics.median(x["rps"] for x in base) if base else None
+        base_p99 = statistics.median(x["p99"] for x in base) if base else None
+        cell = runs[(app, loop)]
         if not cell:
-            rows.append([loop, "FAILED", "", "", "", "", "0"])
-            summary.append({"loop": loop, "runs": []})
+            rows.append([app, loop, "FAILED", "", "", "", "", "0"])
+            summary.append({"app": app, "loop": loop, "runs": []})
             continue
         rps = statistics.median(x["rps"] for x in cell)
         p99 = statistics.median(x["p99"] for x in cell)
@@ -575,9 +621,9 @@ def main(argv=None) -> int:
                 target = "ran (smoke: not judged)"
             elif ratio is not None:
                 target += " ok" if ratio >= TARGET_RPS and p99_ratio <= 1.0 else " MISS"
-        rows.append([loop, f"{rps:,.0f}", "-" if ratio is None else f"{ratio:.2f}x", f"{p99 * 1e3:.2f}",
+        rows.append([app, loop, f"{rps:,.0f}", "-" if ratio is None else f"{ratio:.2f}x", f"{p99 * 1e3:.2f}",
                      "-" if p99_ratio is None else f"{p99_ratio:.2f}x", target, str(len(cell))])
-        summary.append({"loop": loop, "median_rps": rps, "median_p99_s": p99, "ratio_to_uvloop": ratio,
+        summary.append({"app": app, "loop": loop, "median_rps": rps, "median_p99_s": p99, "ratio_to_uvloop": ratio,
                         "p99_ratio_to_uvloop": p99_ratio, "runs": cell})
 
     load = (f"wrk -t{args.threads} -c{args.conns}" if tool == "wrk"

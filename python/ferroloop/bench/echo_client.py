@@ -11,7 +11,8 @@ shifted echo is caught). Each connection first does one untimed round trip;
 then all workers start together and count round trips completed in the
 ``--duration`` window. A mismatch, an early EOF, or no progress for 10 s is an
 error. Prints one JSON line: requests, elapsed, rps, the workers' CPU time in
-the window, errors.
+the window, errors. With ``--cafile`` every connection speaks TLS (handshake
+untimed, certificate checked against that file), for the server's ``tls`` mode.
 
 bench/echo_run.py and ferroloop.bench (python -m ferroloop.bench) import :func:`run_load`.
 """
@@ -25,6 +26,7 @@ import random
 import resource
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -32,6 +34,8 @@ STALL_TIMEOUT = 10.0  # seconds without a completed round trip = error
 
 _IN = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _OUT = select.EPOLLOUT
+# What a non-blocking plain or TLS socket raises when it must wait.
+_WAIT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class EchoError(Exception):
@@ -52,7 +56,7 @@ class _Conn:
         self.got = 0
 
 
-def _pump(ep, conns: dict, size: int, t_end: float, limit: int | None) -> int:
+def _pump(ep, conns: dict, size: int, t_end: float, limit: int | None, tls: bool = False) -> int:
     """Drive all connections until t_end (or `limit` round trips per
     connection); return the number of verified round trips."""
     done = 0
@@ -63,7 +67,7 @@ def _pump(ep, conns: dict, size: int, t_end: float, limit: int | None) -> int:
         c.got = 0
         try:
             c.sent = c.sock.send(c.out)
-        except BlockingIOError:
+        except _WAIT:
             pass
         ep.modify(fd, _IN if c.sent == size else _IN | _OUT)
     last_progress = time.monotonic()
@@ -80,14 +84,19 @@ def _pump(ep, conns: dict, size: int, t_end: float, limit: int | None) -> int:
             if ev & _OUT and c.sent < size:
                 try:
                     c.sent += c.sock.send(c.out[c.sent:])
-                except BlockingIOError:
+                except _WAIT:
                     pass
                 if c.sent == size:
                     ep.modify(fd, _IN)
             if ev & _IN:
                 try:
                     n = c.sock.recv_into(c.rview[c.got:])
-                except BlockingIOError:
+                    # TLS: a record larger than the room left stays decrypted
+                    # in the SSL object, where epoll cannot see it.
+                    while n and c.got + n < size and tls and c.sock.pending():
+                        c.got += n
+                        n = c.sock.recv_into(c.rview[c.got:])
+                except _WAIT:
                     continue
                 if n == 0:
                     raise EchoError(f"server closed the connection after {c.got}/{size} bytes")
@@ -109,28 +118,33 @@ def _pump(ep, conns: dict, size: int, t_end: float, limit: int | None) -> int:
                 c.got = 0
                 try:
                     c.sent = c.sock.send(c.out)
-                except BlockingIOError:
+                except _WAIT:
                     c.sent = 0
                 if c.sent < size:
                     ep.modify(fd, _IN | _OUT)
     return done
 
 
-def _worker(host: str, port: int, size: int, nconns: int, seed: int, pipe) -> None:
+def _worker(host: str, port: int, size: int, nconns: int, seed: int, pipe,
+            cafile: str | None = None) -> None:
     socks = []
+    tls = cafile is not None
     try:
         rng = random.Random(seed)
         ep = select.epoll()
         conns = {}
+        ctx = ssl.create_default_context(cafile=cafile) if tls else None
         for _ in range(nconns):
             s = socket.create_connection((host, port), timeout=10)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ctx is not None:
+                s = ctx.wrap_socket(s, server_hostname=host)  # blocking handshake, untimed
             s.setblocking(False)
             socks.append(s)
             conns[s.fileno()] = _Conn(s, size, rng)
             ep.register(s.fileno(), 0)
         # Warm-up: one round trip per connection (accept, handler set-up).
-        _pump(ep, conns, size, time.monotonic() + 3 * STALL_TIMEOUT, limit=1)
+        _pump(ep, conns, size, time.monotonic() + 3 * STALL_TIMEOUT, limit=1, tls=tls)
         pipe.send(("ready",))
         cmd = pipe.recv()
         if cmd[0] != "go":
@@ -138,7 +152,7 @@ def _worker(host: str, port: int, size: int, nconns: int, seed: int, pipe) -> No
         t_end = cmd[1]
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
-        n = _pump(ep, conns, size, t_end, limit=None)
+        n = _pump(ep, conns, size, t_end, limit=None, tls=tls)
         t1 = time.monotonic()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         pipe.send(("done", n, t1 - t0, ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime))
@@ -162,7 +176,7 @@ def _recv(pipe, timeout: float):
 
 
 def run_load(host: str, port: int, size: int, *, duration: float = 3.0, procs: int = 4,
-             conns: int = 6, on_start=None, seed: int = 1) -> dict:
+             conns: int = 6, on_start=None, seed: int = 1, cafile: str | None = None) -> dict:
     """Run the load; return {requests, elapsed, rps, client_user, client_sys,
     errors}. `on_start()` is called after the warm-up, right before the
     measuring window opens (echo_run.py samples the server's CPU there)."""
@@ -170,7 +184,8 @@ def run_load(host: str, port: int, size: int, *, duration: float = 3.0, procs: i
     workers = []
     for i in range(procs):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(host, port, size, conns, seed * 1000 + i, child), daemon=True)
+        p = ctx.Process(target=_worker, args=(host, port, size, conns, seed * 1000 + i, child, cafile),
+                        daemon=True)
         p.start()
         child.close()
         workers.append((p, parent))
@@ -235,8 +250,10 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--conns", type=int, default=6, help="connections per process")
+    parser.add_argument("--cafile", help="speak TLS, trusting this certificate (PEM)")
     args = parser.parse_args(argv)
-    res = run_load(args.host, args.port, args.size, duration=args.duration, procs=args.procs, conns=args.conns)
+    res = run_load(args.host, args.port, args.size, duration=args.duration, procs=args.procs,
+                   conns=args.conns, cafile=args.cafile)
     print(json.dumps(res))
     return 1 if res["errors"] else 0
 

@@ -2,11 +2,14 @@
 
     python -m ferroloop.bench.echo_server --loop ferroloop --mode protocol [--port 0]
 
-Modes (the three of uvloop's published echo benchmark):
+Modes (the three of uvloop's published echo benchmark, and TLS):
 
     sockets   loop.sock_accept / loop.sock_recv / loop.sock_sendall
     streams   asyncio.start_server, StreamReader.read + StreamWriter.write/drain
     protocol  loop.create_server with an echo asyncio.Protocol
+    tls       streams over asyncio.start_server(ssl=...): needs --certfile/--keyfile
+
+(and the churn-* modes of bench/churn_run.py: one line per connection, then close).
 
 Prints ``READY <port>`` on stdout once it accepts connections. Its own CPU
 time (user + system, from getrusage, all threads) is printed as a JSON line
@@ -33,12 +36,13 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
 import threading
 
 from ferroloop.bench.workloads import LOOPS, import_loop_module
 
-MODES = ("sockets", "streams", "protocol", "churn-streams", "churn-protocol",
+MODES = ("sockets", "streams", "protocol", "tls", "churn-streams", "churn-protocol",
          "churn-streams-unix", "churn-protocol-unix")
 RECV_SIZE = 256 * 1024  # per read; larger than the biggest message
 
@@ -113,22 +117,35 @@ async def serve_sockets(loop, host: str, port: int):
     return lsock.getsockname()[1], task, close
 
 
-async def serve_streams(loop, host: str, port: int):
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                data = await reader.read(RECV_SIZE)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except Exception as exc:  # noqa: BLE001
-            if not _quiet(exc):
-                raise
-        finally:
-            writer.close()
+async def _echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except Exception as exc:  # noqa: BLE001
+        if not _quiet(exc):
+            raise
+    finally:
+        writer.close()
 
-    server = await asyncio.start_server(echo, host, port, reuse_address=True, backlog=512)
+
+async def serve_streams(loop, host: str, port: int):
+    server = await asyncio.start_server(_echo_stream, host, port, reuse_address=True, backlog=512)
+    return server.sockets[0].getsockname()[1], None, server.close
+
+
+# The server's TLS context (mode "tls"), made in main() from --certfile/--keyfile.
+_tls_context: ssl.SSLContext | None = None
+
+
+async def serve_tls(loop, host: str, port: int):
+    if _tls_context is None:
+        raise RuntimeError("mode tls needs --certfile and --keyfile")
+    server = await asyncio.start_server(_echo_stream, host, port, ssl=_tls_context,
+                                        reuse_address=True, backlog=512)
     return server.sockets[0].getsockname()[1], None, server.close
 
 
@@ -212,6 +229,7 @@ async def serve_churn_protocol_unix(loop, host: str, port: int):
 
 
 SERVERS = {"sockets": serve_sockets, "streams": serve_streams, "protocol": serve_protocol,
+           "tls": serve_tls,
            "churn-streams": serve_churn_streams, "churn-protocol": serve_churn_protocol,
            "churn-streams-unix": serve_churn_streams_unix,
            "churn-protocol-unix": serve_churn_protocol_unix}
@@ -261,7 +279,13 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--control-stdin", action="store_true",
                         help="read 'stats' / 'quit' commands on stdin")
+    parser.add_argument("--certfile", help="mode tls: the server's certificate (PEM)")
+    parser.add_argument("--keyfile", help="mode tls: its private key (PEM)")
     args = parser.parse_args(argv)
+    if args.certfile:
+        global _tls_context
+        _tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        _tls_context.load_cert_chain(args.certfile, args.keyfile)
 
     # Every thread created from here on inherits the blocked SIGTERM.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
