@@ -9,7 +9,9 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
@@ -78,6 +80,17 @@ pub struct LoopCore {
     /// Telemetry (see `telemetry.rs`): off unless asked for.
     pub(crate) telemetry: AtomicBool,
     pub(crate) stats: GilCell<LoopStats>,
+    /// Stream transports whose writes of this iteration wait to go out
+    /// together, once its callbacks ran (see `transports::socket::batch`).
+    batched_writes: GilCell<Vec<Py<PyAny>>>,
+    /// The thread inside `_run_core` (`pthread_self`), while `running`.
+    loop_thread: AtomicU64,
+}
+
+/// The calling thread, as `loop_thread` records it.
+fn current_thread() -> u64 {
+    // SAFETY: `pthread_self` has no preconditions and cannot fail.
+    unsafe { libc::pthread_self() as u64 }
 }
 
 const CLOCK_UNKNOWN: u8 = 0;
@@ -377,7 +390,33 @@ impl LoopCore {
                 }
             }
         }
-        Ok(())
+        Self::flush_batched_writes(slf)
+    }
+
+    /// Whether a transport write may wait for the end of the iteration:
+    /// only inside the running loop, on its own thread (a write from
+    /// elsewhere goes out at once, as asyncio's does).
+    pub(crate) fn batching_here(&self) -> bool {
+        self.running.load(Relaxed) && self.loop_thread.load(Relaxed) == current_thread()
+    }
+
+    /// Queue a transport core whose writes wait for the end of the iteration.
+    pub(crate) fn batch_write(&self, py: Python<'_>, core: Py<PyAny>) {
+        self.batched_writes.borrow_mut(py).push(core);
+    }
+
+    /// Send the iteration's batched writes (flushing may batch again: a
+    /// `pause_writing` that writes elsewhere).
+    fn flush_batched_writes(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        loop {
+            let cores = std::mem::take(&mut *this.batched_writes.borrow_mut(py));
+            if cores.is_empty() {
+                return Ok(());
+            }
+            crate::transports::socket::flush_batched(py, cores)?;
+        }
     }
 
     /// Keep a handle that has run for reuse (see `pool`). Its payload and
@@ -786,6 +825,8 @@ impl LoopCore {
             has_bad_timers: AtomicBool::new(false),
             telemetry: AtomicBool::new(false),
             stats: GilCell::new(LoopStats::default()),
+            batched_writes: GilCell::new(Vec::new()),
+            loop_thread: AtomicU64::new(0),
         })
     }
 
@@ -917,6 +958,7 @@ impl LoopCore {
     /// The loop proper; the Python wrapper does asyncio's setup around it.
     fn _run_core(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
+        this.loop_thread.store(current_thread(), Relaxed);
         this.running.store(true, Relaxed);
         let result = loop {
             if let Err(err) = Self::run_once(slf) {
@@ -926,6 +968,10 @@ impl LoopCore {
                 break Ok(());
             }
         };
+        // An iteration cut short (KeyboardInterrupt in a callback) still
+        // sends what its callbacks wrote.
+        let flushed = Self::flush_batched_writes(slf);
+        let result = result.and(flushed);
         this.stopping.store(false, Relaxed);
         this.running.store(false, Relaxed);
         this.clock_state.store(CLOCK_UNKNOWN, Relaxed);
@@ -946,6 +992,10 @@ impl LoopCore {
     fn _close_core(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
+        // Writes a cut-short iteration left (see `_run_core`) still go out.
+        if let Err(err) = Self::flush_batched_writes(slf) {
+            err.write_unraisable(py, Some(slf.as_any()));
+        }
         this.closed.store(true, Relaxed);
         let ready: Vec<Ready> = this.ready.borrow_mut(py).drain(..).collect();
         let timers = this.timers.borrow_mut(py).take_all();

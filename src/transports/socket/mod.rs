@@ -32,9 +32,12 @@ use crate::gil_cell::GilCell;
 use crate::handle::{Args, Handle};
 use crate::reactor::Side;
 
+mod batch;
 mod datagram;
 mod read;
 mod write;
+
+pub use batch::flush_batched;
 
 use datagram::Datagram;
 
@@ -59,6 +62,8 @@ pub(super) struct State {
     buffered: bool,
     protocol_connected: bool,
     buffer: WriteBuffer,
+    /// `buffer` holds only this iteration's batched writes (see `batch`).
+    batched: bool,
     conn_lost: u32,
     closing: bool,
     paused: bool,
@@ -74,7 +79,8 @@ pub(super) struct State {
 impl State {
     /// Bytes waiting to be sent (`get_write_buffer_size()`).
     fn pending(&self) -> usize {
-        self.buffer.len() + self.datagram.as_ref().map_or(0, |d| d.size)
+        let buffered = if self.batched { 0 } else { self.buffer.len() };
+        buffered + self.datagram.as_ref().map_or(0, |d| d.size)
     }
 
     fn clear_pending(&mut self) {
@@ -120,6 +126,7 @@ impl SocketTransportCore {
                 buffered,
                 protocol_connected: true,
                 buffer: WriteBuffer::default(),
+                batched: false,
                 conn_lost: 0,
                 closing: false,
                 paused: false,
@@ -287,6 +294,8 @@ impl SocketTransportCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        // asyncio's `write()` had sent these before the abort.
+        Self::flush_batch(slf)?;
         let (had_buffer, was_closing) = {
             let mut st = this.st.borrow_mut(py);
             if st.conn_lost > 0 {
@@ -472,6 +481,7 @@ impl SocketTransportCore {
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        Self::flush_batch(slf)?;
         {
             let mut st = this.st.borrow_mut(py);
             if st.closing {

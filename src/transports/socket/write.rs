@@ -330,6 +330,19 @@ impl SocketTransportCore {
                 unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
             }
         };
+        let mut buffer_empty = buffer_empty;
+        if buffer_empty || this.st.borrow(py).batched {
+            if Self::batch(slf, data, bytes)? {
+                return Ok(());
+            }
+            // Too much for one batch: what waits goes first, then as asyncio.
+            Self::flush_batch(slf)?;
+            let st = this.st.borrow(py);
+            if st.conn_lost > 0 {
+                return Ok(()); // the flush failed: the connection is lost
+            }
+            buffer_empty = st.buffer.is_empty();
+        }
         let mut sent = 0;
         if buffer_empty {
             match send_now(this.live_fd(py)?, bytes) {
@@ -346,6 +359,7 @@ impl SocketTransportCore {
     /// `writelines`, as the running CPython's asyncio has it (see
     /// `compat::WRITELINES_BY_MEMORYVIEW`).
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::flush_batch(slf)?;
         if compat::WRITELINES_BY_MEMORYVIEW {
             Self::writelines_views(slf, list_of_data)
         } else {
@@ -353,9 +367,12 @@ impl SocketTransportCore {
         }
     }
 
-    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        Self::flush_batch(slf)?;
+        let this = slf.get();
         {
-            let mut st = self.st.borrow_mut(py);
+            let mut st = this.st.borrow_mut(py);
             if st.closing || st.eof {
                 return Ok(());
             }
@@ -364,7 +381,7 @@ impl SocketTransportCore {
                 return Ok(());
             }
         }
-        shutdown_write(self.live_fd(py)?)
+        shutdown_write(this.live_fd(py)?)
     }
 
     fn can_write_eof(&self) -> bool {
@@ -455,9 +472,12 @@ impl SocketTransportCore {
 
     // -- sendfile support (asyncio's private API, used by loop.sendfile) --
 
-    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        Self::flush_batch(slf)?;
+        let this = slf.get();
         let lp = {
-            let st = self.st.borrow(py);
+            let st = this.st.borrow(py);
             if st.empty_waiter.is_some() {
                 return Err(PyRuntimeError::new_err("Empty waiter is already set"));
             }
@@ -465,11 +485,11 @@ impl SocketTransportCore {
         };
         let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
         let waiter = LoopCore::create_future(lp.bind(py))?;
-        if self.st.borrow(py).buffer.is_empty() {
+        if this.st.borrow(py).buffer.is_empty() {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         let waiter = waiter.unbind();
-        let old = self
+        let old = this
             .st
             .borrow_mut(py)
             .empty_waiter

@@ -1,0 +1,122 @@
+//! Write batching: the writes one loop iteration's callbacks make to a
+//! stream transport whose buffer is empty go out together, in one
+//! `sendmsg`, once those callbacks ran.
+//!
+//! asyncio's `write()` calls `send` at once, so a protocol that writes a
+//! response in two parts (uvicorn: head, then body) costs two trips through
+//! the kernel's TCP stack, the second of which often leaves as its own
+//! segment and wakes the peer again. Batched, the parts leave as one.
+//!
+//! What a program can see stays asyncio's:
+//! - batched bytes are as good as sent: `get_write_buffer_size()` does not
+//!   count them and they never pause the protocol; only what the kernel
+//!   refuses at the flush is buffered, and flow control applies to that, as
+//!   it would have to the rest of asyncio's `send`;
+//! - everything that depends on the buffer (`close`, `abort`, `write_eof`,
+//!   `writelines`, sendfile's empty waiter) flushes the batch first, so a
+//!   write followed by `abort()` still reaches the peer, as with asyncio;
+//! - only a loop running on the calling thread batches (`batching_here`),
+//!   and at most `BATCH_MAX` bytes: a write from another thread, outside the
+//!   loop or past the limit is sent at once;
+//! - the flush runs at the end of the same iteration, so a send error is
+//!   reported, and `connection_lost` runs, when asyncio's would.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::SocketTransportCore;
+use crate::reactor::{os_error, Side};
+
+/// The most a transport batches per iteration (asyncio's default
+/// high-water mark): larger writes are sent at once.
+const BATCH_MAX: usize = 64 * 1024;
+
+impl SocketTransportCore {
+    /// Batch `bytes` (the contents of `data`) if this write may wait for the
+    /// end of the iteration; false if it must be sent now.
+    pub(super) fn batch(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        bytes: &[u8],
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(lp) = this.loop_(py) else {
+            return Ok(false);
+        };
+        if !lp.get().batching_here() {
+            return Ok(false);
+        }
+        let first = {
+            let mut st = this.st.borrow_mut(py);
+            let first = !st.batched;
+            if first && !st.buffer.is_empty() {
+                return Ok(false); // a real backlog: asyncio's path
+            }
+            if st.buffer.len() + bytes.len() > BATCH_MAX {
+                return Ok(false);
+            }
+            match data.cast::<PyBytes>() {
+                Ok(b) => st.buffer.push_shared(b.clone().unbind(), 0, bytes.len()),
+                // A mutable buffer is copied now: later changes must not
+                // reach the peer (asyncio's `send` took them already).
+                Err(_) => st.buffer.push_copy(bytes),
+            }
+            st.batched = true;
+            first
+        };
+        if first {
+            lp.get().batch_write(py, slf.clone().into_any().unbind());
+        }
+        Ok(true)
+    }
+
+    /// Send the batch now: what the kernel takes is gone, the rest is
+    /// buffered as asyncio buffers what `send` did not take.
+    pub(super) fn flush_batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st.borrow_mut(py);
+            if !st.batched {
+                return Ok(());
+            }
+            st.batched = false;
+            if st.conn_lost > 0 {
+                // Lost meanwhile (the fd closed behind us): nothing to send.
+                // Chunks are exact bytes or owned memory: no Python code
+                // runs when they drop.
+                st.buffer.clear();
+                return Ok(());
+            }
+        }
+        let fd = this.live_fd(py)?;
+        let flushed = this.st.borrow_mut(py).buffer.flush(fd, true);
+        if let Err(err) = flushed {
+            this.st.borrow_mut(py).buffer.clear();
+            return Self::fatal_error(slf, os_error(err), "Fatal write error on socket transport");
+        }
+        if this.st.borrow(py).buffer.is_empty() {
+            return Ok(());
+        }
+        Self::register(slf, Side::Write)?;
+        this.maybe_pause_protocol(py)
+    }
+}
+
+/// The loop's end-of-iteration flush of every batching transport, in the
+/// order they first wrote. Every one is flushed; the first error (an
+/// exception handler that raised) is returned.
+pub fn flush_batched(py: Python<'_>, cores: Vec<Py<PyAny>>) -> PyResult<()> {
+    let mut result = Ok(());
+    for core in &cores {
+        if let Ok(core) = core.bind(py).cast::<SocketTransportCore>() {
+            let flushed = SocketTransportCore::flush_batch(core);
+            if result.is_ok() {
+                result = flushed;
+            }
+        }
+    }
+    drop(cores);
+    result
+}
