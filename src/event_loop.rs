@@ -80,9 +80,11 @@ pub struct LoopCore {
     /// Telemetry (see `telemetry.rs`): off unless asked for.
     pub(crate) telemetry: AtomicBool,
     pub(crate) stats: GilCell<LoopStats>,
-    /// Stream transports whose writes of this iteration wait to go out
-    /// together, once its callbacks ran (see `transports::socket::batch`).
+    /// Stream transports whose writes of the running callback wait to go
+    /// out together once it returns (see `transports::socket::batch`).
     batched_writes: GilCell<Vec<Py<PyAny>>>,
+    /// `batched_writes` is not empty: one load per callback to check.
+    has_batched: AtomicBool,
     /// The thread inside `_run_core` (`pthread_self`), while `running`.
     loop_thread: AtomicU64,
 }
@@ -376,6 +378,9 @@ impl LoopCore {
                             this.recycle(handle);
                         }
                     }
+                    if this.has_batched.load(Relaxed) {
+                        Self::flush_batched_writes(slf)?;
+                    }
                 }
                 Some(Ready::Foreign(handle)) => {
                     let handle = handle.into_bound(py);
@@ -387,10 +392,13 @@ impl LoopCore {
                     } else {
                         handle.call_method0(intern!(py, "_run"))?;
                     }
+                    if this.has_batched.load(Relaxed) {
+                        Self::flush_batched_writes(slf)?;
+                    }
                 }
             }
         }
-        Self::flush_batched_writes(slf)
+        Ok(())
     }
 
     /// Whether a transport write may wait for the end of the iteration:
@@ -403,14 +411,16 @@ impl LoopCore {
     /// Queue a transport core whose writes wait for the end of the iteration.
     pub(crate) fn batch_write(&self, py: Python<'_>, core: Py<PyAny>) {
         self.batched_writes.borrow_mut(py).push(core);
+        self.has_batched.store(true, Relaxed);
     }
 
-    /// Send the iteration's batched writes (flushing may batch again: a
-    /// `pause_writing` that writes elsewhere).
+    /// Send the batched writes of the callback that just ran (flushing may
+    /// batch again: a `pause_writing` that writes elsewhere).
     fn flush_batched_writes(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         loop {
+            this.has_batched.store(false, Relaxed);
             let cores = std::mem::take(&mut *this.batched_writes.borrow_mut(py));
             if cores.is_empty() {
                 return Ok(());
@@ -826,6 +836,7 @@ impl LoopCore {
             telemetry: AtomicBool::new(false),
             stats: GilCell::new(LoopStats::default()),
             batched_writes: GilCell::new(Vec::new()),
+            has_batched: AtomicBool::new(false),
             loop_thread: AtomicU64::new(0),
         })
     }
@@ -968,8 +979,8 @@ impl LoopCore {
                 break Ok(());
             }
         };
-        // An iteration cut short (KeyboardInterrupt in a callback) still
-        // sends what its callbacks wrote.
+        // A callback that raised out of the loop (KeyboardInterrupt) still
+        // has what it wrote sent.
         let flushed = Self::flush_batched_writes(slf);
         let result = result.and(flushed);
         this.stopping.store(false, Relaxed);
@@ -992,7 +1003,7 @@ impl LoopCore {
     fn _close_core(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        // Writes a cut-short iteration left (see `_run_core`) still go out.
+        // Writes a callback that raised left (see `_run_core`) still go out.
         if let Err(err) = Self::flush_batched_writes(slf) {
             err.write_unraisable(py, Some(slf.as_any()));
         }

@@ -1,6 +1,6 @@
-//! Write batching: the writes one loop iteration's callbacks make to a
-//! stream transport whose buffer is empty go out together, in one
-//! `sendmsg`, once those callbacks ran.
+//! Write batching: the writes one callback makes to a stream transport
+//! whose buffer is empty go out together, in one `sendmsg`, as soon as that
+//! callback returns (the loop flushes after every callback it runs).
 //!
 //! asyncio's `write()` calls `send` at once, so a protocol that writes a
 //! response in two parts (uvicorn: head, then body) costs two trips through
@@ -18,8 +18,10 @@
 //! - only a loop running on the calling thread batches (`batching_here`),
 //!   and at most `BATCH_MAX` bytes: a write from another thread, outside the
 //!   loop or past the limit is sent at once;
-//! - the flush runs at the end of the same iteration, so a send error is
-//!   reported, and `connection_lost` runs, when asyncio's would.
+//! - the flush runs right after the callback, in the same iteration, so a
+//!   send error is reported, and `connection_lost` runs, when asyncio's
+//!   would, and a reply is not held back behind the iteration's other
+//!   callbacks (which would cost a pipelining peer its round trips).
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -27,13 +29,13 @@ use pyo3::types::PyBytes;
 use super::SocketTransportCore;
 use crate::reactor::{os_error, Side};
 
-/// The most a transport batches per iteration (asyncio's default
+/// The most a transport batches per callback (asyncio's default
 /// high-water mark): larger writes are sent at once.
 const BATCH_MAX: usize = 64 * 1024;
 
 impl SocketTransportCore {
     /// Batch `bytes` (the contents of `data`) if this write may wait for the
-    /// end of the iteration; false if it must be sent now.
+    /// end of the callback; false if it must be sent now.
     pub(super) fn batch(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
@@ -104,8 +106,8 @@ impl SocketTransportCore {
     }
 }
 
-/// The loop's end-of-iteration flush of every batching transport, in the
-/// order they first wrote. Every one is flushed; the first error (an
+/// The loop's flush, after a callback, of every transport it batched for,
+/// in the order they first wrote. Every one is flushed; the first error (an
 /// exception handler that raised) is returned.
 pub fn flush_batched(py: Python<'_>, cores: Vec<Py<PyAny>>) -> PyResult<()> {
     let mut result = Ok(());
