@@ -7,8 +7,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::is_exit;
 use crate::event_loop::LoopCore;
+use crate::pyhelpers::is_exit;
 
 pub struct Watermarks {
     pub high: usize,

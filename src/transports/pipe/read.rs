@@ -13,9 +13,7 @@ use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::reactor::Side;
 use crate::sysio::{read_bytes_from_pipe, Io};
-
-/// asyncio's `max_size` for pipe reads.
-const MAX_SIZE: usize = 256 * 1024;
+use crate::transports::constants::MAX_SIZE;
 
 /// `connect_read_pipe`'s transport engine.
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -94,7 +92,7 @@ impl ReadPipeCore {
         let lp = this.ends.borrow(py).loop_(py);
         if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            this.watch.add(&lp, Side::Read, cb)?;
+            this.watch.add(&lp, Side::Read, cb, None)?;
         }
         Ok(())
     }

@@ -12,13 +12,13 @@ use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
-use crate::reactor::{os_error, Side};
+use crate::pyhelpers::{is_bytes_like, os_error};
+use crate::reactor::Side;
 use crate::sysio::BufferView;
+use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
 use crate::transports::logger;
 use crate::transports::write_buffer::WriteBuffer;
-
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct WriteState {
     buffer: WriteBuffer,
@@ -154,7 +154,7 @@ impl WritePipeCore {
         let lp = this.ends.borrow(py).loop_(py);
         if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            this.watch.add(&lp, Side::Read, cb)?;
+            this.watch.add(&lp, Side::Read, cb, None)?;
         }
         Ok(())
     }
@@ -178,7 +178,7 @@ impl WritePipeCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !crate::transports::socket::is_bytes_like(data) {
+        if !is_bytes_like(data) {
             return Err(PyAssertionError::new_err(data.repr()?.unbind()));
         }
         let view;
@@ -229,7 +229,7 @@ impl WritePipeCore {
             let lp = this.ends.borrow(py).loop_(py);
             if let Some(lp) = lp {
                 let cb = slf.getattr(intern!(py, "_write_ready"))?;
-                this.watch.add(&lp, Side::Write, cb)?;
+                this.watch.add(&lp, Side::Write, cb, None)?;
             }
         }
         {
