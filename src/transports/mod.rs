@@ -7,6 +7,7 @@
 //! - `flow`: write flow control (watermarks, pause/resume_writing).
 //! - `write_buffer`: the outgoing chunk queue every writing transport shares.
 //! - `constants`: asyncio's transport constants (`max_size`, ...).
+//! - `lifecycle`: the start and the fatal-error report all transports share.
 //!
 //! Each Rust core is driven by a thin Python class in
 //! `ferroloop/transports.py` that subclasses asyncio's transport ABCs, so
@@ -19,6 +20,7 @@ use pyo3::sync::PyOnceLock;
 
 mod constants;
 mod flow;
+mod lifecycle;
 pub mod pipe;
 pub mod socket;
 mod write_buffer;

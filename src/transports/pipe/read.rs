@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::{call_soon, debug_log, fatal_report, start, Ends};
+use super::{call_soon, debug_log, fatal_report, Ends};
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
@@ -14,6 +14,7 @@ use crate::handle::Args;
 use crate::reactor::Side;
 use crate::sysio::{read_bytes_from_pipe, Io};
 use crate::transports::constants::MAX_SIZE;
+use crate::transports::lifecycle::start;
 
 /// `connect_read_pipe`'s transport engine.
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -75,7 +76,7 @@ impl ReadPipeCore {
         };
         let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
         let then = slf.getattr(intern!(py, "_add_reader"))?;
-        start(&lp, &protocol, owner, Some(then), waiter)
+        start(&lp, &protocol, owner, Some(then), waiter, None)
     }
 
     #[getter]

@@ -7,7 +7,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::{call_soon, connection_lost, debug_log, fatal_report, start, Ends};
+use super::{call_soon, connection_lost, debug_log, fatal_report, Ends};
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
@@ -17,6 +17,7 @@ use crate::reactor::Side;
 use crate::sysio::BufferView;
 use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
+use crate::transports::lifecycle::start;
 use crate::transports::logger;
 use crate::transports::write_buffer::WriteBuffer;
 
@@ -132,7 +133,7 @@ impl WritePipeCore {
         } else {
             None
         };
-        start(&lp, &protocol, owner, then, waiter)
+        start(&lp, &protocol, owner, then, waiter, None)
     }
 
     #[getter]
@@ -327,8 +328,7 @@ impl WritePipeCore {
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.st.borrow(py);
-        (st.flow.low, st.flow.high)
+        self.st.borrow(py).flow.limits()
     }
 
     #[pyo3(signature = (high=None, low=None))]
@@ -338,12 +338,8 @@ impl WritePipeCore {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (high, low) = flow::parse_limits(high, low)?;
-        {
-            let mut st = self.st.borrow_mut(py);
-            st.flow.high = high;
-            st.flow.low = low;
-        }
+        let limits = flow::parse_limits(high, low)?;
+        self.st.borrow_mut(py).flow.set_limits(limits);
         self.flow_control(py, true)
     }
 

@@ -15,8 +15,6 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
 
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
@@ -25,10 +23,8 @@ use crate::handle::Args;
 use crate::reactor::Side;
 use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
-use crate::transports::{log_debug, logger};
+use crate::transports::{lifecycle, log_debug, logger};
 use crate::traverse::{Traverse, TraverseResult};
-
-static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// What one kind of socket transport adds to the shared state.
 pub trait Kind: Default + Traverse {
@@ -240,18 +236,18 @@ impl<K: Kind> SocketCore<K> {
         waiter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let made = self.protocol(py).getattr(intern!(py, "connection_made"))?;
-        self.call_soon(py, made, Args::from_iter([self.owner(py).unbind()]))?;
-        self.call_soon(py, slf.getattr(intern!(py, "_add_reader"))?, Args::new())?;
-        if let Some(w) = waiter.filter(|w| !w.is_none()) {
-            let f = SET_RESULT_UNLESS_CANCELLED.import(
-                py,
-                "asyncio.futures",
-                "_set_result_unless_cancelled",
-            )?;
-            self.call_soon(py, f.clone(), Args::from_iter([w.unbind(), py.None()]))?;
-        }
-        Ok(())
+        let lp = self
+            .loop_(py)
+            .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+        let add_reader = slf.getattr(intern!(py, "_add_reader"))?;
+        lifecycle::start(
+            &lp,
+            &self.protocol(py),
+            self.owner(py),
+            Some(add_reader),
+            waiter,
+            self.context(py),
+        )
     }
 
     pub(super) fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
@@ -332,12 +328,8 @@ impl<K: Kind> SocketCore<K> {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (high, low) = flow::parse_limits(high, low)?;
-        {
-            let mut st = self.st.borrow_mut(py);
-            st.flow.high = high;
-            st.flow.low = low;
-        }
+        let limits = flow::parse_limits(high, low)?;
+        self.st.borrow_mut(py).flow.set_limits(limits);
         self.maybe_pause_protocol(py)
     }
 
@@ -428,24 +420,15 @@ impl<K: Kind> SocketCore<K> {
         let py = slf.py();
         let exc = exc.into_value(py).into_bound(py);
         if let Some(lp) = self.loop_(py) {
-            if exc.is_instance_of::<PyOSError>() {
-                if lp.get().is_debug() {
-                    let kwargs = PyDict::new(py);
-                    kwargs.set_item("exc_info", &exc)?;
-                    logger(py)?.call_method(
-                        intern!(py, "debug"),
-                        ("%r: %s", self.owner(py), message),
-                        Some(&kwargs),
-                    )?;
-                }
-            } else {
-                let context = PyDict::new(py);
-                context.set_item("message", message)?;
-                context.set_item("exception", &exc)?;
-                context.set_item("transport", self.owner(py))?;
-                context.set_item("protocol", self.protocol(py))?;
-                lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;
-            }
+            let quiet = exc.is_instance_of::<PyOSError>();
+            lifecycle::report_fatal(
+                &lp,
+                &self.owner(py),
+                &self.protocol(py),
+                &exc,
+                message,
+                quiet,
+            )?;
         }
         self.force_close(slf, Some(exc.into_any()))
     }

@@ -138,8 +138,7 @@ macro_rules! socket_core_methods {
             }
 
             fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-                let st = self.0.st.borrow(py);
-                (st.flow.low, st.flow.high)
+                self.0.st.borrow(py).flow.limits()
             }
 
             #[pyo3(signature = (high=None, low=None))]
