@@ -15,6 +15,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
@@ -25,6 +26,8 @@ use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
 use crate::transports::{lifecycle, log_debug, logger};
 use crate::traverse::{Traverse, TraverseResult};
+
+static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// What one kind of socket transport adds to the shared state.
 pub trait Kind: Default + Traverse {
@@ -37,13 +40,17 @@ pub trait Kind: Default + Traverse {
     /// Everything waiting to be sent (an abort or a fatal error forgets
     /// it); the caller drops it once the state's borrow has ended.
     fn take_pending(&mut self) -> Self::Pending;
-
-    /// A protocol was given (at creation or by `set_protocol`).
-    fn protocol_set(&mut self, _protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        Ok(())
-    }
 }
 
+/// The protocol is an `asyncio.BufferedProtocol` (a stream then reads
+/// into its buffer; a datagram transport ignores it, as asyncio's does).
+/// Asked before the state is borrowed: `isinstance` may run Python code.
+fn is_buffered(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = protocol.py();
+    protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)
+}
+
+/// A socket transport's state; the references go at `connection_lost`.
 pub struct State<K> {
     pub(super) loop_: Option<Py<LoopCore>>,
     pub(super) sock: Option<Py<PyAny>>,
@@ -56,11 +63,14 @@ pub struct State<K> {
     /// of the current context per callback, as before 3.15.
     pub(super) context: Option<Py<PyAny>>,
     pub(super) protocol_connected: bool,
+    /// See `is_buffered`.
+    pub(super) buffered: bool,
     pub(super) conn_lost: u32,
     pub(super) closing: bool,
     /// Reading is paused (`pause_reading()`).
     pub(super) paused: bool,
     pub(super) flow: Watermarks,
+    /// The kind's own state (`Stream`, `Datagram`).
     pub(super) kind: K,
 }
 
@@ -79,6 +89,7 @@ impl<K: Traverse> Traverse for State<K> {
     }
 }
 
+/// The shared engine each socket pyclass wraps.
 pub struct SocketCore<K> {
     pub(super) fd: RawFd,
     /// Our registrations with the loop, removed only if still ours.
@@ -100,10 +111,10 @@ impl<K: Kind> SocketCore<K> {
         protocol: Bound<'_, PyAny>,
         owner: Py<PyAny>,
         context: Option<Py<PyAny>>,
-        mut kind: K,
+        kind: K,
     ) -> PyResult<Self> {
         let py = protocol.py();
-        kind.protocol_set(&protocol)?;
+        let buffered = is_buffered(&protocol)?;
         Ok(SocketCore {
             fd,
             watch: FdWatch::new(fd),
@@ -114,6 +125,7 @@ impl<K: Kind> SocketCore<K> {
                 owner: Some(owner),
                 context: context.filter(|c| !c.is_none(py)),
                 protocol_connected: true,
+                buffered,
                 conn_lost: 0,
                 closing: false,
                 paused: false,
@@ -129,6 +141,16 @@ impl<K: Kind> SocketCore<K> {
             .loop_
             .as_ref()
             .map(|l| l.bind(py).clone())
+    }
+
+    /// The protocol a readiness callback hands data to; None once the
+    /// connection is lost (a stale callback then does nothing).
+    pub(super) fn reading_protocol<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let st = self.st.borrow(py);
+        if st.conn_lost > 0 {
+            return None;
+        }
+        st.protocol.as_ref().map(|p| p.bind(py).clone())
     }
 
     pub(super) fn is_reading_now(&self, py: Python<'_>) -> bool {
@@ -252,9 +274,10 @@ impl<K: Kind> SocketCore<K> {
 
     pub(super) fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
+        let buffered = is_buffered(&protocol)?;
         let old = {
             let mut st = self.st.borrow_mut(py);
-            st.kind.protocol_set(&protocol)?;
+            st.buffered = buffered;
             st.protocol_connected = true;
             st.protocol.replace(protocol.unbind())
         };

@@ -11,7 +11,6 @@
 //! errors are fatal, with asyncio's messages.
 
 use std::collections::VecDeque;
-use std::ops::Deref;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{
@@ -75,14 +74,6 @@ fn queued_size(data: &Bound<'_, PyBytes>) -> usize {
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct DatagramTransportCore(pub(in crate::transports::socket) SocketCore<Datagram>);
-
-impl Deref for DatagramTransportCore {
-    type Target = SocketCore<Datagram>;
-
-    fn deref(&self) -> &SocketCore<Datagram> {
-        &self.0
-    }
-}
 
 fn would_block(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
@@ -165,17 +156,10 @@ impl DatagramTransportCore {
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (protocol, native) = {
-            let st = this.st.borrow(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            match &st.protocol {
-                Some(p) => (p.clone_ref(py).into_bound(py), st.kind.native_read),
-                None => return Ok(()),
-            }
+        let Some(protocol) = this.reading_protocol(py) else {
+            return Ok(());
         };
-        let got = if native {
+        let got = if this.st.borrow(py).kind.native_read {
             this.live_fd(py)
                 .and_then(|fd| recvfrom_bytes(py, fd, MAX_SIZE))
                 .and_then(|io| match io {

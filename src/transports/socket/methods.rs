@@ -1,21 +1,31 @@
 //! The `#[pymethods]` both socket cores share, each a call into their
-//! `SocketCore` (the pyclass is a newtype over it): `start`, the private
-//! attributes asyncio's code and tests read, `BaseTransport` and
-//! `ReadTransport`, write flow control, `close`/`abort`, the GC hooks.
-//! What differs (`_read_ready`, `_write_ready`, `_call_connection_lost`,
-//! writing) is each core's own.
+//! `SocketCore` (the pyclass is a newtype over it, and derefs to it for
+//! its own code): `start`, the private attributes asyncio's code and
+//! tests read, `BaseTransport` and `ReadTransport`, write flow control,
+//! `close`/`abort`, the GC hooks. What differs (`_read_ready`,
+//! `_write_ready`, `_call_connection_lost`, writing) is each core's own.
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
-use super::base::Kind;
+use super::base::{Kind, SocketCore};
+use super::datagram::Datagram;
+use super::stream::Stream;
 use super::{DatagramTransportCore, StreamTransportCore};
 use crate::event_loop::LoopCore;
 use crate::traverse::Traverse;
 
 macro_rules! socket_core_methods {
-    ($core:ty) => {
+    ($core:ty, $kind:ty) => {
+        impl std::ops::Deref for $core {
+            type Target = SocketCore<$kind>;
+
+            fn deref(&self) -> &SocketCore<$kind> {
+                &self.0
+            }
+        }
+
         #[pymethods]
         impl $core {
             /// Schedule `connection_made`, the start of reading and the
@@ -164,5 +174,5 @@ macro_rules! socket_core_methods {
     };
 }
 
-socket_core_methods!(StreamTransportCore);
-socket_core_methods!(DatagramTransportCore);
+socket_core_methods!(StreamTransportCore, Stream);
+socket_core_methods!(DatagramTransportCore, Datagram);

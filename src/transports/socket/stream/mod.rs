@@ -11,13 +11,11 @@
 //! - `read`: `data_received` (or the `BufferedProtocol` calls) and EOF.
 //! - `write`: `write`, `writelines`, `write_eof`, the sendfile waiter.
 
-use std::ops::Deref;
 use std::os::fd::RawFd;
 
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
 use super::base::{Kind, SocketCore};
 use crate::compat;
@@ -28,8 +26,6 @@ use crate::traverse::{Traverse, TraverseResult};
 mod read;
 mod write;
 
-static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
 /// What only a stream transport holds.
 #[derive(Default)]
 pub struct Stream {
@@ -37,8 +33,6 @@ pub struct Stream {
     server: Option<Py<PyAny>>,
     /// `sendfile`'s wait for the buffer to drain.
     empty_waiter: Option<Py<PyAny>>,
-    /// The protocol is an `asyncio.BufferedProtocol`.
-    buffered: bool,
     buffer: WriteBuffer,
     /// `write_eof()` was called.
     eof: bool,
@@ -54,13 +48,6 @@ impl Kind for Stream {
     fn take_pending(&mut self) -> WriteBuffer {
         std::mem::take(&mut self.buffer)
     }
-
-    fn protocol_set(&mut self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = protocol.py();
-        self.buffered =
-            protocol.is_instance(BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?)?;
-        Ok(())
-    }
 }
 
 /// The buffered chunks are bytes, which hold no references.
@@ -72,14 +59,6 @@ impl Traverse for Stream {
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct StreamTransportCore(pub(in crate::transports::socket) SocketCore<Stream>);
-
-impl Deref for StreamTransportCore {
-    type Target = SocketCore<Stream>;
-
-    fn deref(&self) -> &SocketCore<Stream> {
-        &self.0
-    }
-}
 
 #[pymethods]
 impl StreamTransportCore {

@@ -109,17 +109,10 @@ impl StreamTransportCore {
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (protocol, buffered) = {
-            let st = this.st.borrow(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            match &st.protocol {
-                Some(p) => (p.clone_ref(py).into_bound(py), st.kind.buffered),
-                None => return Ok(()),
-            }
+        let Some(protocol) = this.reading_protocol(py) else {
+            return Ok(());
         };
-        if buffered {
+        if this.st.borrow(py).buffered {
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
         let data = match this.live_fd(py).and_then(|fd| recv_bytes(py, fd, MAX_SIZE)) {
