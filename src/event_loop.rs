@@ -25,7 +25,8 @@ use pyo3::{intern, PyTraverseError};
 use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handle::{untracked, Args, Handle, TimerHandle};
-use crate::reactor::{os_error, FdHandles, Reactor, Side};
+use crate::pyhelpers::os_error;
+use crate::reactor::{FdHandles, Reactor, Side};
 use crate::telemetry::{self, LoopStats};
 use crate::timers::TimerHeap;
 

@@ -4,8 +4,7 @@
 //! its reader and writer through its `FdWatch`, which keeps the handles,
 //! and removes only those: if its fd was closed behind its back and the
 //! number reused and registered by someone else, that registration stays.
-//! (Socket cores apply the same rule with their own state; pipe cores use
-//! this type.)
+//! Every transport core (socket and pipe) watches its fd through one.
 
 use std::os::fd::RawFd;
 
@@ -41,15 +40,18 @@ impl FdWatch {
     }
 
     /// Run `callback()` when the fd is ready on `side` (replacing our own
-    /// earlier registration on that side, as `add_reader` does).
+    /// earlier registration on that side, as `add_reader` does), in
+    /// `context` (a transport's 3.15 context; None: a copy of the current
+    /// one, as `add_reader` does).
     pub fn add(
         &self,
         lp: &Bound<'_, LoopCore>,
         side: Side,
         callback: Bound<'_, PyAny>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = lp.py();
-        let handle = LoopCore::add_fd(lp, self.fd, side, callback, Args::new(), None)?;
+        let handle = LoopCore::add_fd(lp, self.fd, side, callback, Args::new(), context)?;
         let old = self.slot(side).borrow_mut(py).replace(handle);
         drop(old); // after the borrow: dropping a handle may run Python code
         Ok(())

@@ -8,7 +8,7 @@
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
 //! - `server`: the accept loop of plain servers.
 //! - `process`: child exit watching through pidfds.
-//! - `transports`: native transports (TCP/Unix stream sockets).
+//! - `transports`: native transports (stream and datagram sockets, pipes).
 //! - `sockaddr`: socket addresses as the socket module converts them.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `traverse`: what each state shows the cycle collector.
@@ -46,7 +46,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
-    m.add_class::<transports::socket::SocketTransportCore>()?;
+    m.add_class::<transports::socket::StreamTransportCore>()?;
+    m.add_class::<transports::socket::DatagramTransportCore>()?;
     m.add_class::<transports::pipe::ReadPipeCore>()?;
     m.add_class::<transports::pipe::WritePipeCore>()?;
     m.add_class::<process::ChildWatcher>()?;

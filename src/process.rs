@@ -20,7 +20,8 @@ use pyo3::{intern, PyTraverseError};
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
-use crate::reactor::{os_error, Side};
+use crate::pyhelpers::os_error;
+use crate::reactor::Side;
 
 struct Child {
     /// Closed when the entry is dropped, on every path.

@@ -21,10 +21,10 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::{fileobj_to_fd, LoopCore};
 use crate::handle::Args;
-use crate::reactor::os_error;
+use crate::pyhelpers::{is_exit, os_error};
 use crate::sockaddr;
 use crate::sysio::SockAddr;
-use crate::transports::{is_exit, logger};
+use crate::transports::logger;
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

@@ -13,7 +13,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -22,8 +22,10 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::handle::{Args, Handle};
+use crate::pyhelpers::is_exit;
 use crate::reactor::Side;
 use crate::sysio::{recv_bytes, syscall, BufferView, Io};
+use crate::traverse::Traverse;
 
 static SSL_SOCKET: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
 
@@ -69,12 +71,7 @@ fn settle(fut: &Bound<'_, PyAny>, outcome: PyResult<Option<Bound<'_, PyAny>>>) -
             .call_method1(intern!(py, "set_result"), (value,))
             .map(drop),
         Ok(None) => Ok(()),
-        Err(err)
-            if err.is_instance_of::<PyKeyboardInterrupt>(py)
-                || err.is_instance_of::<PySystemExit>(py) =>
-        {
-            Err(err)
-        }
+        Err(err) if is_exit(py, &err) => Err(err),
         Err(err) => fut
             .call_method1(intern!(py, "set_exception"), (err.into_value(py),))
             .map(drop),
@@ -117,9 +114,7 @@ struct FdDone {
 #[pymethods]
 impl FdDone {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.handle)?;
-        Ok(())
+        (&self.loop_, &self.handle).traverse(&visit)
     }
 
     fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -142,9 +137,7 @@ struct RecvOp {
 #[pymethods]
 impl RecvOp {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        Ok(())
+        (&self.fut, &self.sock).traverse(&visit)
     }
 
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
@@ -196,10 +189,7 @@ fn recv_into(
 #[pymethods]
 impl RecvIntoOp {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        visit.call(&self.buf)?;
-        Ok(())
+        (&self.fut, &self.sock, &self.buf).traverse(&visit)
     }
 
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
@@ -242,9 +232,7 @@ fn send(py: Python<'_>, fd: RawFd, data: &BufferView, pos: usize) -> PyResult<Io
 #[pymethods]
 impl SendAllOp {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        Ok(())
+        (&self.fut, &self.sock).traverse(&visit)
     }
 
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {

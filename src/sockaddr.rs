@@ -33,7 +33,7 @@ fn ntop(family: i32, src: *const libc::c_void) -> PyResult<String> {
                                            // `buf` is large enough for any textual address.
     let p = unsafe { inet_ntop(family, src, buf.as_mut_ptr(), buf.len() as libc::socklen_t) };
     if p.is_null() {
-        return Err(crate::reactor::os_error(std::io::Error::last_os_error()));
+        return Err(crate::pyhelpers::os_error(std::io::Error::last_os_error()));
     }
     // SAFETY: inet_ntop wrote a NUL-terminated string into `buf`.
     Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }

@@ -9,7 +9,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::reactor::os_error;
+use crate::pyhelpers::os_error;
 
 extern "C" {
     /// Shrinks a bytes object nobody else has seen yet (CPython's own

@@ -21,7 +21,7 @@ from asyncio import base_events, constants, transports, trsock
 from asyncio.transports import _FlowControlMixin
 
 from ._compat import SERVER_ATTACH_TAKES_TRANSPORT
-from ._ferroloop import ReadPipeCore, SocketTransportCore, WritePipeCore
+from ._ferroloop import DatagramTransportCore, ReadPipeCore, StreamTransportCore, WritePipeCore
 
 __all__ = ("TcpTransport", "UdpTransport", "ReadPipeTransport", "WritePipeTransport")
 
@@ -184,7 +184,7 @@ class TcpTransport(_CoreWriteEof, _SocketTransport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
         core = self._setup(
             loop, sock, extra,
-            lambda fd: SocketTransportCore(loop, sock, fd, protocol, self, server, context),
+            lambda fd: StreamTransportCore(loop, sock, fd, protocol, self, server, context),
         )
         if server is not None:
             if SERVER_ATTACH_TAKES_TRANSPORT:
@@ -221,7 +221,7 @@ class UdpTransport(_SocketTransport):
             loop,
             sock,
             extra,
-            lambda fd: SocketTransportCore.datagram(
+            lambda fd: DatagramTransportCore(
                 loop, sock, fd, protocol, self, address, bool(self._extra["peername"])
             ),
         )
@@ -229,7 +229,7 @@ class UdpTransport(_SocketTransport):
 
     @property
     def _address(self):
-        return self._core.datagram_address
+        return self._core.address
 
 
 def _pipe_repr(self, core, side_polling, extra=""):

@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 
 use crate::gil_cell::GilCell;
 use crate::handle::Handle;
+use crate::pyhelpers::os_error;
 
 /// Token of the waker; fds are non-negative `i32`s and can never collide.
 const WAKER_TOKEN: Token = Token(1 << 40);
@@ -60,21 +61,6 @@ pub struct Reactor {
     open: GilCell<Option<Open>>,
     closed: AtomicBool,
     fds: GilCell<HashMap<RawFd, FdEntry>>,
-}
-
-/// `OSError(errno, strerror)`: Python picks the subclass (PermissionError,
-/// FileNotFoundError...) and `errno` is set, as the stdlib selectors give.
-pub fn os_error(err: io::Error) -> PyErr {
-    match err.raw_os_error() {
-        Some(code) => {
-            // SAFETY: strerror returns a valid NUL-terminated static string.
-            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }
-                .to_string_lossy()
-                .into_owned();
-            pyo3::exceptions::PyOSError::new_err((code, msg))
-        }
-        None => err.into(),
-    }
 }
 
 /// Which side of an fd a call is about.

@@ -7,8 +7,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::is_exit;
 use crate::event_loop::LoopCore;
+use crate::pyhelpers::is_exit;
 
 pub struct Watermarks {
     pub high: usize,
@@ -50,6 +50,17 @@ pub fn parse_limits(
 }
 
 impl Watermarks {
+    /// `get_write_buffer_limits()`: `(low, high)`.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.low, self.high)
+    }
+
+    /// `set_write_buffer_limits`, with `(high, low)` from `parse_limits`.
+    pub fn set_limits(&mut self, (high, low): (usize, usize)) {
+        self.high = high;
+        self.low = low;
+    }
+
     /// The buffer holds `size` bytes: must the protocol be paused now?
     /// (Marks it paused.)
     pub fn begin_pause(&mut self, size: usize) -> bool {

@@ -6,18 +6,21 @@
 //! - `pipe`: read and write pipe transports (pipes, FIFOs, terminals).
 //! - `flow`: write flow control (watermarks, pause/resume_writing).
 //! - `write_buffer`: the outgoing chunk queue every writing transport shares.
+//! - `constants`: asyncio's transport constants (`max_size`, ...).
+//! - `lifecycle`: the start and the fatal-error report all transports share.
 //!
 //! Each Rust core is driven by a thin Python class in
 //! `ferroloop/transports.py` that subclasses asyncio's transport ABCs, so
 //! `isinstance(t, asyncio.Transport)` holds and the hot methods are the
 //! core's own (bound once per transport, no Python frame per call).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+mod constants;
 mod flow;
+mod lifecycle;
 pub mod pipe;
 pub mod socket;
 mod write_buffer;
@@ -34,10 +37,4 @@ pub fn log_debug(py: Python<'_>, fmt: &str, obj: &Bound<'_, PyAny>) -> PyResult<
     logger(py)?
         .call_method1(intern!(py, "debug"), (fmt, obj))
         .map(drop)
-}
-
-/// KeyboardInterrupt and SystemExit escape every transport callback, as in
-/// asyncio (`except (SystemExit, KeyboardInterrupt): raise`).
-pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }

@@ -13,11 +13,10 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
 use pyo3::{intern, PyTraverseError};
 
-use super::{log_debug, logger};
+use super::lifecycle::report_fatal;
+use super::log_debug;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
@@ -28,8 +27,6 @@ mod write;
 
 pub use read::ReadPipeCore;
 pub use write::WritePipeCore;
-
-static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// What both pipe transports hold until `connection_lost`.
 pub(super) struct Ends {
@@ -107,38 +104,8 @@ pub(super) fn call_soon(
     }
 }
 
-/// Schedule `connection_made(owner)` and the waiter's result.
-pub(super) fn start(
-    loop_: &Bound<'_, LoopCore>,
-    protocol: &Bound<'_, PyAny>,
-    owner: Bound<'_, PyAny>,
-    then: Option<Bound<'_, PyAny>>,
-    waiter: Option<Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let py = loop_.py();
-    let made = protocol.getattr(intern!(py, "connection_made"))?;
-    LoopCore::call_soon(loop_, made, Args::from_iter([owner.unbind()]), None)?;
-    if let Some(cb) = then {
-        LoopCore::call_soon(loop_, cb, Args::new(), None)?;
-    }
-    if let Some(w) = waiter.filter(|w| !w.is_none()) {
-        let f = SET_RESULT_UNLESS_CANCELLED.import(
-            py,
-            "asyncio.futures",
-            "_set_result_unless_cancelled",
-        )?;
-        LoopCore::call_soon(
-            loop_,
-            f.clone(),
-            Args::from_iter([w.unbind(), py.None()]),
-            None,
-        )?;
-    }
-    Ok(())
-}
-
-/// asyncio's `_fatal_error` reporting: a `quiet` error is only logged in
-/// debug mode; any other goes to the exception handler.
+/// asyncio's `_fatal_error` reporting (see `lifecycle::report_fatal`),
+/// with what the pipe's `Ends` hold.
 pub(super) fn fatal_report(
     py: Python<'_>,
     ends: &GilCell<Ends>,
@@ -150,28 +117,10 @@ pub(super) fn fatal_report(
         let e = ends.borrow(py);
         (e.loop_(py), e.owner(py), e.protocol(py))
     };
-    let Some(lp) = lp else {
-        return Ok(());
-    };
-    if quiet {
-        if lp.get().is_debug() {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("exc_info", exc)?;
-            logger(py)?.call_method(
-                intern!(py, "debug"),
-                ("%r: %s", owner, message),
-                Some(&kwargs),
-            )?;
-        }
-        return Ok(());
+    match lp {
+        Some(lp) => report_fatal(&lp, &owner, &protocol, exc, message, quiet),
+        None => Ok(()),
     }
-    let context = PyDict::new(py);
-    context.set_item("message", message)?;
-    context.set_item("exception", exc)?;
-    context.set_item("transport", owner)?;
-    context.set_item("protocol", protocol)?;
-    lp.call_method1(intern!(py, "call_exception_handler"), (context,))
-        .map(drop)
 }
 
 /// asyncio's `_call_connection_lost` for pipes: tell the protocol, then

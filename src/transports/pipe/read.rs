@@ -6,16 +6,15 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::{call_soon, debug_log, fatal_report, start, Ends};
+use super::{call_soon, debug_log, fatal_report, Ends};
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::reactor::Side;
 use crate::sysio::{read_bytes_from_pipe, Io};
-
-/// asyncio's `max_size` for pipe reads.
-const MAX_SIZE: usize = 256 * 1024;
+use crate::transports::constants::MAX_SIZE;
+use crate::transports::lifecycle::start;
 
 /// `connect_read_pipe`'s transport engine.
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -77,7 +76,7 @@ impl ReadPipeCore {
         };
         let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
         let then = slf.getattr(intern!(py, "_add_reader"))?;
-        start(&lp, &protocol, owner, Some(then), waiter)
+        start(&lp, &protocol, owner, Some(then), waiter, None)
     }
 
     #[getter]
@@ -94,7 +93,7 @@ impl ReadPipeCore {
         let lp = this.ends.borrow(py).loop_(py);
         if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            this.watch.add(&lp, Side::Read, cb)?;
+            this.watch.add(&lp, Side::Read, cb, None)?;
         }
         Ok(())
     }

@@ -7,18 +7,19 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::{call_soon, connection_lost, debug_log, fatal_report, start, Ends};
+use super::{call_soon, connection_lost, debug_log, fatal_report, Ends};
 use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
-use crate::reactor::{os_error, Side};
+use crate::pyhelpers::{is_bytes_like, os_error};
+use crate::reactor::Side;
 use crate::sysio::BufferView;
+use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
+use crate::transports::lifecycle::start;
 use crate::transports::logger;
 use crate::transports::write_buffer::WriteBuffer;
-
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct WriteState {
     buffer: WriteBuffer,
@@ -132,7 +133,7 @@ impl WritePipeCore {
         } else {
             None
         };
-        start(&lp, &protocol, owner, then, waiter)
+        start(&lp, &protocol, owner, then, waiter, None)
     }
 
     #[getter]
@@ -154,7 +155,7 @@ impl WritePipeCore {
         let lp = this.ends.borrow(py).loop_(py);
         if let Some(lp) = lp {
             let cb = slf.getattr(intern!(py, "_read_ready"))?;
-            this.watch.add(&lp, Side::Read, cb)?;
+            this.watch.add(&lp, Side::Read, cb, None)?;
         }
         Ok(())
     }
@@ -178,7 +179,7 @@ impl WritePipeCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !crate::transports::socket::is_bytes_like(data) {
+        if !is_bytes_like(data) {
             return Err(PyAssertionError::new_err(data.repr()?.unbind()));
         }
         let view;
@@ -229,7 +230,7 @@ impl WritePipeCore {
             let lp = this.ends.borrow(py).loop_(py);
             if let Some(lp) = lp {
                 let cb = slf.getattr(intern!(py, "_write_ready"))?;
-                this.watch.add(&lp, Side::Write, cb)?;
+                this.watch.add(&lp, Side::Write, cb, None)?;
             }
         }
         {
@@ -327,8 +328,7 @@ impl WritePipeCore {
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.st.borrow(py);
-        (st.flow.low, st.flow.high)
+        self.st.borrow(py).flow.limits()
     }
 
     #[pyo3(signature = (high=None, low=None))]
@@ -338,12 +338,8 @@ impl WritePipeCore {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (high, low) = flow::parse_limits(high, low)?;
-        {
-            let mut st = self.st.borrow_mut(py);
-            st.flow.high = high;
-            st.flow.low = low;
-        }
+        let limits = flow::parse_limits(high, low)?;
+        self.st.borrow_mut(py).flow.set_limits(limits);
         self.flow_control(py, true)
     }
 

@@ -1,5 +1,5 @@
-//! The datagram side of `SocketTransportCore`: asyncio's
-//! `_SelectorDatagramTransport` (UDP and Unix datagram sockets).
+//! `DatagramTransportCore`: the engine of `ferroloop.transports.UdpTransport`,
+//! asyncio's `_SelectorDatagramTransport` (UDP and Unix datagram sockets).
 //!
 //! Reads are `recvfrom` into the page-aligned buffer with the sender's
 //! address converted as the socket module does (AF_INET, AF_INET6,
@@ -11,27 +11,29 @@
 //! errors are fatal, with asyncio's messages.
 
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 
 use pyo3::exceptions::{
     PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3::{intern, PyTraverseError};
 
-use super::SocketTransportCore;
+use super::base::{Kind, SocketCore};
 use crate::compat;
+use crate::event_loop::LoopCore;
+use crate::pyhelpers::{is_bytes_like, is_exit};
 use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::{recvfrom_bytes, BufferView, Io};
-use crate::transports::{is_exit, logger};
+use crate::transports::constants::MAX_SIZE;
+use crate::traverse::{Traverse, TraverseResult};
 
-/// asyncio's `max_size`: the largest datagram one read accepts.
-const MAX_SIZE: usize = 256 * 1024;
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-
-pub(super) struct Datagram {
+/// What only a datagram transport holds.
+#[derive(Default)]
+pub struct Datagram {
     /// The fixed remote address (`create_datagram_endpoint(remote_addr=)`).
     address: Option<Py<PyAny>>,
     /// The socket has a peer: `send` instead of `sendto`.
@@ -39,67 +41,125 @@ pub(super) struct Datagram {
     /// The sender's address can be converted here (see `sockaddr`).
     native_read: bool,
     /// Datagrams waiting for writability, with their addresses.
-    pub(super) queue: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
-    pub(super) size: usize,
+    queue: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
+    /// Their size, as asyncio counts it (`compat::DATAGRAM_HEADER_SIZE`).
+    size: usize,
 }
 
-impl Datagram {
-    pub(super) fn new(
-        py: Python<'_>,
-        address: Option<Py<PyAny>>,
-        connected: bool,
-        family: i32,
-    ) -> Box<Datagram> {
-        Box::new(Datagram {
-            address: address.filter(|a| !a.is_none(py)),
-            connected,
-            native_read: sockaddr::supported(family),
-            queue: VecDeque::new(),
-            size: 0,
-        })
+impl Kind for Datagram {
+    type Pending = VecDeque<(Py<PyBytes>, Py<PyAny>)>;
+
+    fn pending(&self) -> usize {
+        self.size
     }
 
-    pub(super) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(a) = &self.address {
-            visit.call(a)?;
-        }
-        for (_, addr) in &self.queue {
-            visit.call(addr)?;
-        }
-        Ok(())
+    fn take_pending(&mut self) -> Self::Pending {
+        self.size = 0;
+        std::mem::take(&mut self.queue)
     }
 }
+
+/// The queued datagrams are bytes, which hold no references.
+impl Traverse for Datagram {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        self.address.traverse(visit)?;
+        self.queue.iter().try_for_each(|(_, a)| a.traverse(visit))
+    }
+}
+
+/// The queue's count of a datagram.
+fn queued_size(data: &Bound<'_, PyBytes>) -> usize {
+    data.as_bytes().len() + compat::DATAGRAM_HEADER_SIZE
+}
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct DatagramTransportCore(pub(in crate::transports::socket) SocketCore<Datagram>);
 
 fn would_block(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
 }
 
-impl SocketTransportCore {
-    fn datagram_state(&self, py: Python<'_>) -> (bool, bool, Option<Py<PyAny>>) {
-        let st = self.st.borrow(py);
-        match &st.datagram {
-            Some(d) => (
-                d.native_read,
-                d.connected,
-                d.address.as_ref().map(|a| a.clone_ref(py)),
-            ),
-            None => (false, false, None),
-        }
-    }
-
-    fn sock_obj<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).sock.as_ref().map(|s| s.bind(py).clone())
-    }
-
-    /// One datagram (or nothing) for the protocol.
-    pub(super) fn read_datagram(
-        slf: &Bound<'_, Self>,
-        protocol: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+impl DatagramTransportCore {
+    /// A failed read or send (other than "would block"): an `OSError` goes
+    /// to the protocol's `error_received()`, others are fatal.
+    fn failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (native, _, _) = this.datagram_state(py);
-        let got = if native {
+        if err.is_instance_of::<PyOSError>(py) {
+            return this
+                .protocol(py)
+                .call_method1(intern!(py, "error_received"), (err.into_value(py),))
+                .map(drop);
+        }
+        if is_exit(py, &err) {
+            return Err(err);
+        }
+        this.fatal_error(slf.as_any(), err, message)
+    }
+
+    /// One send through the socket object.
+    fn send_one(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let Some(sock) = self.sock(py) else {
+            return Ok(());
+        };
+        // No address and none fixed: to the peer, as `socket.send` does on a
+        // connected socket (an unnamed Unix peer has an empty peername).
+        if self.st.borrow(py).kind.connected || addr.is_none() {
+            sock.call_method1(intern!(py, "send"), (data,)).map(drop)
+        } else {
+            sock.call_method1(intern!(py, "sendto"), (data, addr))
+                .map(drop)
+        }
+    }
+}
+
+#[pymethods]
+impl DatagramTransportCore {
+    /// `address`: the remote address given to `create_datagram_endpoint`
+    /// (`sendto` may only use it); `connected`: the socket has a peer, so
+    /// `send` is used.
+    #[new]
+    fn new(
+        loop_: Py<LoopCore>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        protocol: Bound<'_, PyAny>,
+        owner: Py<PyAny>,
+        address: Option<Py<PyAny>>,
+        connected: bool,
+    ) -> PyResult<Self> {
+        let py = sock.py();
+        let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
+        let datagram = Datagram {
+            address: address.filter(|a| !a.is_none(py)),
+            connected,
+            native_read: sockaddr::supported(family),
+            ..Datagram::default()
+        };
+        SocketCore::new(loop_, sock.unbind(), fd, protocol, owner, None, datagram)
+            .map(DatagramTransportCore)
+    }
+
+    /// asyncio's `_address`: the fixed remote address, if any.
+    #[getter]
+    fn address(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let st = self.st.borrow(py);
+        st.kind.address.as_ref().map(|a| a.clone_ref(py))
+    }
+
+    /// The fd is readable: one datagram (or nothing) for the protocol.
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(protocol) = this.reading_protocol(py) else {
+            return Ok(());
+        };
+        let got = if this.st.borrow(py).kind.native_read {
             this.live_fd(py)
                 .and_then(|fd| recvfrom_bytes(py, fd, MAX_SIZE))
                 .and_then(|io| match io {
@@ -110,7 +170,7 @@ impl SocketTransportCore {
                     Io::WouldBlock => Ok(None),
                 })
         } else {
-            match this.sock_obj(py) {
+            match this.sock(py) {
                 Some(sock) => sock
                     .call_method1(intern!(py, "recvfrom"), (MAX_SIZE,))
                     .and_then(|pair| Ok(Some((pair.get_item(0)?, pair.get_item(1)?)))),
@@ -123,81 +183,41 @@ impl SocketTransportCore {
                 .map(drop),
             Ok(None) => Ok(()),
             Err(e) if would_block(py, &e) => Ok(()),
-            Err(e) if e.is_instance_of::<PyOSError>(py) => protocol
-                .call_method1(intern!(py, "error_received"), (e.into_value(py),))
-                .map(drop),
-            Err(e) if is_exit(py, &e) => Err(e),
-            Err(e) => Self::fatal_error(slf, e, "Fatal read error on datagram transport"),
-        }
-    }
-
-    /// One send through the socket object.
-    fn send_one(
-        &self,
-        py: Python<'_>,
-        connected: bool,
-        data: &Bound<'_, PyAny>,
-        addr: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let Some(sock) = self.sock_obj(py) else {
-            return Ok(());
-        };
-        // No address and none fixed: to the peer, as `socket.send` does on a
-        // connected socket (an unnamed Unix peer has an empty peername).
-        if connected || addr.is_none() {
-            sock.call_method1(intern!(py, "send"), (data,)).map(drop)
-        } else {
-            sock.call_method1(intern!(py, "sendto"), (data, addr))
-                .map(drop)
+            Err(e) => Self::failed(slf, e, "Fatal read error on datagram transport"),
         }
     }
 
     /// The socket is writable: send queued datagrams until it would block.
-    pub(super) fn sendto_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (_, connected, _) = this.datagram_state(py);
         loop {
             let next = {
                 let mut st = this.st.borrow_mut(py);
-                let Some(d) = st.datagram.as_mut() else {
-                    return Ok(());
-                };
-                let next = d.queue.pop_front();
+                let next = st.kind.queue.pop_front();
                 if let Some((data, _)) = &next {
-                    d.size -= data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
+                    st.kind.size -= queued_size(data.bind(py));
                 }
                 next
             };
             let Some((data, addr)) = next else {
                 break;
             };
-            match this.send_one(py, connected, data.bind(py).as_any(), addr.bind(py)) {
+            match this.send_one(py, data.bind(py).as_any(), addr.bind(py)) {
                 Ok(()) => {}
                 Err(e) if would_block(py, &e) => {
                     let mut st = this.st.borrow_mut(py);
-                    if let Some(d) = st.datagram.as_mut() {
-                        d.size += data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
-                        d.queue.push_front((data, addr));
-                    }
+                    st.kind.size += queued_size(data.bind(py));
+                    st.kind.queue.push_front((data, addr));
                     break;
                 }
-                Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                    let protocol = this.protocol(py);
-                    return protocol
-                        .call_method1(intern!(py, "error_received"), (e.into_value(py),))
-                        .map(drop);
-                }
-                Err(e) if is_exit(py, &e) => return Err(e),
-                Err(e) => {
-                    return Self::fatal_error(slf, e, "Fatal write error on datagram transport")
-                }
+                Err(e) => return Self::failed(slf, e, "Fatal write error on datagram transport"),
             }
         }
         this.maybe_resume_protocol(py)?; // may queue more
         let (empty, closing) = {
             let st = this.st.borrow(py);
-            (st.pending() == 0, st.closing)
+            (st.kind.pending() == 0, st.closing)
         };
         if empty {
             this.remove(py, Side::Write)?;
@@ -206,15 +226,6 @@ impl SocketTransportCore {
             }
         }
         Ok(())
-    }
-}
-
-#[pymethods]
-impl SocketTransportCore {
-    /// asyncio's `_address`: the fixed remote address, if any.
-    #[getter]
-    fn datagram_address(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.datagram_state(py).2
     }
 
     /// `DatagramTransport.sendto(data, addr=None)`.
@@ -226,7 +237,7 @@ impl SocketTransportCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !super::is_bytes_like(data) {
+        if !is_bytes_like(data) {
             let kind = data.get_type().name()?;
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not {}",
@@ -236,11 +247,10 @@ impl SocketTransportCore {
         if data.len()? == 0 && !compat::DATAGRAM_SENDS_EMPTY {
             return Ok(());
         }
-        let (_, connected, address) = this.datagram_state(py);
         let none = py.None().into_bound(py);
         let mut addr = addr.unwrap_or_else(|| none.clone());
-        let fixed = match &address {
-            Some(a) if a.bind(py).is_truthy()? => Some(a.bind(py).clone()),
+        let fixed = match this.address(py) {
+            Some(a) if a.bind(py).is_truthy()? => Some(a.into_bound(py)),
             _ => None,
         };
         if let Some(fixed) = &fixed {
@@ -252,35 +262,14 @@ impl SocketTransportCore {
             }
             addr = fixed.clone();
         }
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.conn_lost > 0 && fixed.is_some() {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
-                drop(st);
-                if warn {
-                    logger(py)?.call_method1(
-                        intern!(py, "warning"),
-                        ("socket.send() raised exception.",),
-                    )?;
-                }
-                return Ok(());
-            }
+        if fixed.is_some() && this.note_lost_write(py)? {
+            return Ok(());
         }
-        if this.st.borrow(py).pending() == 0 {
-            match this.send_one(py, connected, data, &addr) {
+        if this.st.borrow(py).kind.pending() == 0 {
+            match this.send_one(py, data, &addr) {
                 Ok(()) => return Ok(()),
-                Err(e) if would_block(py, &e) => Self::register(slf, Side::Write)?,
-                Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                    let protocol = this.protocol(py);
-                    return protocol
-                        .call_method1(intern!(py, "error_received"), (e.into_value(py),))
-                        .map(drop);
-                }
-                Err(e) if is_exit(py, &e) => return Err(e),
-                Err(e) => {
-                    return Self::fatal_error(slf, e, "Fatal write error on datagram transport")
-                }
+                Err(e) if would_block(py, &e) => this.register(slf.as_any(), Side::Write)?,
+                Err(e) => return Self::failed(slf, e, "Fatal write error on datagram transport"),
             }
         }
         // What is queued must not change: bytes as they are, others copied.
@@ -299,11 +288,14 @@ impl SocketTransportCore {
         };
         {
             let mut st = this.st.borrow_mut(py);
-            if let Some(d) = st.datagram.as_mut() {
-                d.size += data.bind(py).as_bytes().len() + compat::DATAGRAM_HEADER_SIZE;
-                d.queue.push_back((data, addr.unbind()));
-            }
+            st.kind.size += queued_size(data.bind(py));
+            st.kind.queue.push_back((data, addr.unbind()));
         }
         this.maybe_pause_protocol(py)
+    }
+
+    /// The end: tell the protocol, close the socket, drop every reference.
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        slf.get().connection_lost(slf.py(), exc, |_| Ok(()))
     }
 }

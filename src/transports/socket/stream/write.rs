@@ -1,29 +1,27 @@
-//! The writing half of `SocketTransportCore`: `write()` tries `send` at once
+//! The writing half of `StreamTransportCore`: `write()` tries `send` at once
 //! and buffers the rest, flushed with one `sendmsg` per writability event;
-//! flow control, `write_eof`, and the empty-buffer waiter of `sendfile`.
+//! `write_eof`, and the empty-buffer waiter of `sendfile`.
 
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList};
 
-use super::SocketTransportCore;
+use super::StreamTransportCore;
 use crate::compat;
 use crate::event_loop::LoopCore;
-use crate::reactor::{os_error, Side};
+use crate::pyhelpers::{is_bytes_like, os_error};
+use crate::reactor::Side;
 use crate::sysio::BufferView;
-use crate::transports::flow;
-use crate::transports::logger;
 use crate::transports::write_buffer::WriteBuffer;
 
 static MEMORYVIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+/// asyncio's message for a failed send.
+pub(super) const WRITE_FAILED: &str = "Fatal write error on socket transport";
 
 /// What a non-blocking send did.
 enum Sent {
@@ -60,7 +58,12 @@ fn shutdown_write(fd: RawFd) -> PyResult<()> {
     Ok(())
 }
 
-impl SocketTransportCore {
+impl StreamTransportCore {
+    /// asyncio's `_fatal_error(exc, 'Fatal write error on socket transport')`.
+    fn write_failed(slf: &Bound<'_, Self>, err: PyErr) -> PyResult<()> {
+        slf.get().fatal_error(slf.as_any(), err, WRITE_FAILED)
+    }
+
     /// asyncio 3.11's `write(b''.join(list_of_data))`, without the join:
     /// the parts go out in one `sendmsg` (bytes by reference, others copied
     /// now, as the join would).
@@ -94,11 +97,7 @@ impl SocketTransportCore {
         };
         if buffer_empty {
             if let Err(err) = chunks.flush(this.live_fd(py)?, true) {
-                return Self::fatal_error(
-                    slf,
-                    os_error(err),
-                    "Fatal write error on socket transport",
-                );
+                return Self::write_failed(slf, os_error(err));
             }
             if chunks.is_empty() {
                 return Ok(());
@@ -106,12 +105,12 @@ impl SocketTransportCore {
         }
         let start_writer = {
             let mut st = this.st.borrow_mut(py);
-            let was_empty = st.buffer.is_empty();
-            st.buffer.append(&mut chunks);
+            let was_empty = st.kind.buffer.is_empty();
+            st.kind.buffer.append(&mut chunks);
             was_empty
         };
         if start_writer {
-            Self::register(slf, Side::Write)?;
+            this.register(slf.as_any(), Side::Write)?;
         }
         this.maybe_pause_protocol(py)
     }
@@ -128,12 +127,12 @@ impl SocketTransportCore {
         let this = slf.get();
         {
             let st = this.st.borrow(py);
-            if st.eof {
+            if st.kind.eof {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call writelines() after write_eof()",
                 ));
             }
-            if st.empty_waiter.is_some() {
+            if st.kind.empty_waiter.is_some() {
                 return Err(PyRuntimeError::new_err(
                     "unable to writelines; sendfile is in progress",
                 ));
@@ -169,60 +168,29 @@ impl SocketTransportCore {
         }
         {
             let mut st = this.st.borrow_mut(py);
-            st.buffer.append(&mut chunks);
-            if st.buffer.is_empty() {
+            st.kind.buffer.append(&mut chunks);
+            if st.kind.buffer.is_empty() {
                 return Ok(()); // only empty parts: nothing to flush
             }
         }
         Self::_write_ready(slf)?;
-        if this.st.borrow(py).buffer.is_empty() {
+        if this.st.borrow(py).kind.buffer.is_empty() {
             return Ok(());
         }
-        Self::register(slf, Side::Write)?;
+        this.register(slf.as_any(), Side::Write)?;
         this.maybe_pause_protocol(py)
     }
 
-    pub(super) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_control(py, true)
-    }
-
-    pub(super) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_control(py, false)
-    }
-
-    fn flow_control(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.pending();
-            let due = if pause {
-                st.flow.begin_pause(size)
-            } else {
-                st.flow.begin_resume(size)
-            };
-            match (&st.protocol, due) {
-                (Some(p), true) => p.clone_ref(py),
-                _ => return Ok(()),
-            }
-        };
-        flow::notify(
-            self.loop_(py).as_ref(),
-            protocol.bind(py),
-            &self.owner(py),
-            pause,
-        )
-    }
-
-    /// Queue what `send` did not take, start watching for writability.
     /// `write()`'s checks, in asyncio's order. `None`: nothing to send (no
     /// data, or the connection is lost); else whether the buffer is empty.
     fn admit_write(&self, py: Python<'_>, empty_data: bool) -> PyResult<Option<bool>> {
         let st = self.st.borrow(py);
-        if st.eof {
+        if st.kind.eof {
             return Err(PyRuntimeError::new_err(
                 "Cannot call write() after write_eof()",
             ));
         }
-        if st.empty_waiter.is_some() {
+        if st.kind.empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err(
                 "unable to write; sendfile is in progress",
             ));
@@ -230,7 +198,7 @@ impl SocketTransportCore {
         if empty_data {
             return Ok(None);
         }
-        let empty = st.buffer.is_empty();
+        let empty = st.kind.buffer.is_empty();
         drop(st);
         if self.note_lost_write(py)? {
             return Ok(None);
@@ -238,23 +206,7 @@ impl SocketTransportCore {
         Ok(Some(empty))
     }
 
-    /// A write after the connection was lost: counted, and logged past
-    /// asyncio's threshold. True if the connection is lost.
-    fn note_lost_write(&self, py: Python<'_>) -> PyResult<bool> {
-        let mut st = self.st.borrow_mut(py);
-        if st.conn_lost == 0 {
-            return Ok(false);
-        }
-        let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-        st.conn_lost += 1;
-        drop(st);
-        if warn {
-            logger(py)?
-                .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
-        }
-        Ok(true)
-    }
-
+    /// Queue what `send` did not take, start watching for writability.
     fn buffer_rest(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
@@ -265,32 +217,25 @@ impl SocketTransportCore {
         let this = slf.get();
         let start_writer = {
             let mut st = this.st.borrow_mut(py);
-            let was_empty = st.buffer.is_empty();
+            let was_empty = st.kind.buffer.is_empty();
             match data.cast::<PyBytes>() {
-                Ok(b) => st.buffer.push_shared(b.clone().unbind(), sent, bytes.len()),
-                Err(_) => st.buffer.push_copy(&bytes[sent..]),
+                Ok(b) => st
+                    .kind
+                    .buffer
+                    .push_shared(b.clone().unbind(), sent, bytes.len()),
+                Err(_) => st.kind.buffer.push_copy(&bytes[sent..]),
             }
             was_empty
         };
         if start_writer {
-            Self::register(slf, Side::Write)?;
+            this.register(slf.as_any(), Side::Write)?;
         }
         this.maybe_pause_protocol(py)
     }
 }
 
-pub(in crate::transports) fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
-    let ptr = data.as_ptr();
-    // SAFETY: type checks on a live object.
-    unsafe {
-        ffi::PyBytes_Check(ptr) != 0
-            || ffi::PyByteArray_Check(ptr) != 0
-            || ffi::PyMemoryView_Check(ptr) != 0
-    }
-}
-
 #[pymethods]
-impl SocketTransportCore {
+impl StreamTransportCore {
     // -- asyncio.WriteTransport --------------------------------------------
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -321,9 +266,7 @@ impl SocketTransportCore {
                     Ok(view) => view,
                     // A buffer `send` cannot take (a non-contiguous view):
                     // asyncio's `sock.send` fails, and that is a fatal error.
-                    Err(e) if buffer_empty => {
-                        return Self::fatal_error(slf, e, "Fatal write error on socket transport")
-                    }
+                    Err(e) if buffer_empty => return Self::write_failed(slf, e),
                     Err(e) => return Err(e),
                 };
                 // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
@@ -331,26 +274,24 @@ impl SocketTransportCore {
             }
         };
         let mut buffer_empty = buffer_empty;
-        if buffer_empty || this.st.borrow(py).batched {
-            if Self::batch(slf, data, bytes)? {
+        if buffer_empty || this.st.borrow(py).kind.batched {
+            if this.batch(slf.as_any(), data, bytes)? {
                 return Ok(());
             }
             // Too much for one batch: what waits goes first, then as asyncio.
-            Self::flush_batch(slf)?;
+            this.send_batch(slf.as_any())?;
             let st = this.st.borrow(py);
             if st.conn_lost > 0 {
                 return Ok(()); // the flush failed: the connection is lost
             }
-            buffer_empty = st.buffer.is_empty();
+            buffer_empty = st.kind.buffer.is_empty();
         }
         let mut sent = 0;
         if buffer_empty {
             match send_now(this.live_fd(py)?, bytes) {
                 Sent::All => return Ok(()),
                 Sent::Part(n) => sent = n,
-                Sent::Failed(e) => {
-                    return Self::fatal_error(slf, e, "Fatal write error on socket transport")
-                }
+                Sent::Failed(e) => return Self::write_failed(slf, e),
             }
         }
         Self::buffer_rest(slf, data, bytes, sent)
@@ -359,7 +300,7 @@ impl SocketTransportCore {
     /// `writelines`, as the running CPython's asyncio has it (see
     /// `compat::WRITELINES_BY_MEMORYVIEW`).
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
-        Self::flush_batch(slf)?;
+        slf.get().send_batch(slf.as_any())?;
         if compat::WRITELINES_BY_MEMORYVIEW {
             Self::writelines_views(slf, list_of_data)
         } else {
@@ -369,15 +310,15 @@ impl SocketTransportCore {
 
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        Self::flush_batch(slf)?;
         let this = slf.get();
+        this.send_batch(slf.as_any())?;
         {
             let mut st = this.st.borrow_mut(py);
-            if st.closing || st.eof {
+            if st.closing || st.kind.eof {
                 return Ok(());
             }
-            st.eof = true;
-            if !st.buffer.is_empty() {
+            st.kind.eof = true;
+            if !st.kind.buffer.is_empty() {
                 return Ok(());
             }
         }
@@ -388,55 +329,26 @@ impl SocketTransportCore {
         true
     }
 
-    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).pending()
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.st.borrow(py);
-        (st.flow.low, st.flow.high)
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<Bound<'_, PyAny>>,
-        low: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let (high, low) = flow::parse_limits(high, low)?;
-        {
-            let mut st = self.st.borrow_mut(py);
-            st.flow.high = high;
-            st.flow.low = low;
-        }
-        self.maybe_pause_protocol(py)
-    }
-
     /// The fd is writable: flush what is buffered.
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.st.borrow(py).datagram.is_some() {
-            return Self::sendto_ready(slf);
-        }
         if this.st.borrow(py).conn_lost > 0 {
             return Ok(());
         }
         let fd = this.live_fd(py)?;
-        let flushed = this.st.borrow_mut(py).buffer.flush(fd, true);
+        let flushed = this.st.borrow_mut(py).kind.buffer.flush(fd, true);
         if let Err(err) = flushed {
             this.remove(py, Side::Write)?;
-            this.st.borrow_mut(py).buffer.clear();
+            let unsent = std::mem::take(&mut this.st.borrow_mut(py).kind.buffer);
+            drop(unsent);
             let err = os_error(err);
             let value = err.value(py).clone();
-            Self::fatal_error(slf, err, "Fatal write error on socket transport")?;
-            let waiter = this
-                .st
-                .borrow(py)
-                .empty_waiter
-                .as_ref()
-                .map(|w| w.clone_ref(py));
+            Self::write_failed(slf, err)?;
+            let waiter = {
+                let st = this.st.borrow(py);
+                st.kind.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            };
             if let Some(w) = waiter {
                 w.bind(py)
                     .call_method1(intern!(py, "set_exception"), (value,))?;
@@ -447,10 +359,10 @@ impl SocketTransportCore {
         let (empty, closing, eof, waiter) = {
             let st = this.st.borrow(py);
             (
-                st.buffer.is_empty(),
+                st.kind.buffer.is_empty(),
                 st.closing,
-                st.eof,
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                st.kind.eof,
+                st.kind.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
             )
         };
         if !empty {
@@ -474,24 +386,25 @@ impl SocketTransportCore {
 
     fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        Self::flush_batch(slf)?;
         let this = slf.get();
+        this.send_batch(slf.as_any())?;
         let lp = {
             let st = this.st.borrow(py);
-            if st.empty_waiter.is_some() {
+            if st.kind.empty_waiter.is_some() {
                 return Err(PyRuntimeError::new_err("Empty waiter is already set"));
             }
             st.loop_.as_ref().map(|l| l.clone_ref(py))
         };
         let lp = lp.ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
         let waiter = LoopCore::create_future(lp.bind(py))?;
-        if this.st.borrow(py).buffer.is_empty() {
+        if this.st.borrow(py).kind.buffer.is_empty() {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         let waiter = waiter.unbind();
         let old = this
             .st
             .borrow_mut(py)
+            .kind
             .empty_waiter
             .replace(waiter.clone_ref(py));
         drop(old);
@@ -499,7 +412,7 @@ impl SocketTransportCore {
     }
 
     fn _reset_empty_waiter(&self, py: Python<'_>) {
-        let old = self.st.borrow_mut(py).empty_waiter.take();
+        let old = self.st.borrow_mut(py).kind.empty_waiter.take();
         drop(old);
     }
 }

@@ -26,83 +26,87 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::SocketTransportCore;
-use crate::reactor::{os_error, Side};
+use super::write::WRITE_FAILED;
+use super::{Stream, StreamTransportCore};
+use crate::pyhelpers::os_error;
+use crate::reactor::Side;
+use crate::transports::socket::base::SocketCore;
 
 /// The most a transport batches per callback (asyncio's default
 /// high-water mark): larger writes are sent at once.
 const BATCH_MAX: usize = 64 * 1024;
 
-impl SocketTransportCore {
+impl SocketCore<Stream> {
     /// Batch `bytes` (the contents of `data`) if this write may wait for the
-    /// end of the callback; false if it must be sent now.
+    /// end of the callback; false if it must be sent now. `slf`: the core.
     pub(super) fn batch(
-        slf: &Bound<'_, Self>,
+        &self,
+        slf: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
         bytes: &[u8],
     ) -> PyResult<bool> {
         let py = slf.py();
-        let this = slf.get();
-        let Some(lp) = this.loop_(py) else {
+        let Some(lp) = self.loop_(py) else {
             return Ok(false);
         };
         if !lp.get().batching_here() {
             return Ok(false);
         }
         let first = {
-            let mut st = this.st.borrow_mut(py);
-            let first = !st.batched;
-            if first && !st.buffer.is_empty() {
+            let mut st = self.st.borrow_mut(py);
+            let stream = &mut st.kind;
+            let first = !stream.batched;
+            if first && !stream.buffer.is_empty() {
                 return Ok(false); // a real backlog: asyncio's path
             }
-            if st.buffer.len() + bytes.len() > BATCH_MAX {
+            if stream.buffer.len() + bytes.len() > BATCH_MAX {
                 return Ok(false);
             }
             match data.cast::<PyBytes>() {
-                Ok(b) => st.buffer.push_shared(b.clone().unbind(), 0, bytes.len()),
+                Ok(b) => stream
+                    .buffer
+                    .push_shared(b.clone().unbind(), 0, bytes.len()),
                 // A mutable buffer is copied now: later changes must not
                 // reach the peer (asyncio's `send` took them already).
-                Err(_) => st.buffer.push_copy(bytes),
+                Err(_) => stream.buffer.push_copy(bytes),
             }
-            st.batched = true;
+            stream.batched = true;
             first
         };
         if first {
-            lp.get().batch_write(py, slf.clone().into_any().unbind());
+            lp.get().batch_write(py, slf.clone().unbind());
         }
         Ok(true)
     }
 
     /// Send the batch now: what the kernel takes is gone, the rest is
     /// buffered as asyncio buffers what `send` did not take.
-    pub(super) fn flush_batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn send_batch(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
         {
-            let mut st = this.st.borrow_mut(py);
-            if !st.batched {
+            let mut st = self.st.borrow_mut(py);
+            if !st.kind.batched {
                 return Ok(());
             }
-            st.batched = false;
+            st.kind.batched = false;
             if st.conn_lost > 0 {
-                // Lost meanwhile (the fd closed behind us): nothing to send.
-                // Chunks are exact bytes or owned memory: no Python code
-                // runs when they drop.
-                st.buffer.clear();
+                // Lost meanwhile: nothing to send. Chunks are exact bytes or
+                // owned memory: no Python code runs when they drop.
+                st.kind.buffer.clear();
                 return Ok(());
             }
         }
-        let fd = this.live_fd(py)?;
-        let flushed = this.st.borrow_mut(py).buffer.flush(fd, true);
+        let fd = self.live_fd(py)?;
+        let flushed = self.st.borrow_mut(py).kind.buffer.flush(fd, true);
         if let Err(err) = flushed {
-            this.st.borrow_mut(py).buffer.clear();
-            return Self::fatal_error(slf, os_error(err), "Fatal write error on socket transport");
+            self.st.borrow_mut(py).kind.buffer.clear();
+            return self.fatal_error(slf, os_error(err), WRITE_FAILED);
         }
-        if this.st.borrow(py).buffer.is_empty() {
+        if self.st.borrow(py).kind.buffer.is_empty() {
             return Ok(());
         }
-        Self::register(slf, Side::Write)?;
-        this.maybe_pause_protocol(py)
+        self.register(slf, Side::Write)?;
+        self.maybe_pause_protocol(py)
     }
 }
 
@@ -112,8 +116,8 @@ impl SocketTransportCore {
 pub fn flush_batched(py: Python<'_>, cores: Vec<Py<PyAny>>) -> PyResult<()> {
     let mut result = Ok(());
     for core in &cores {
-        if let Ok(core) = core.bind(py).cast::<SocketTransportCore>() {
-            let flushed = SocketTransportCore::flush_batch(core);
+        if let Ok(core) = core.bind(py).cast::<StreamTransportCore>() {
+            let flushed = core.get().0.send_batch(core.as_any());
             if result.is_ok() {
                 result = flushed;
             }

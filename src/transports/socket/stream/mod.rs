@@ -1,0 +1,138 @@
+//! `StreamTransportCore`: the engine of `ferroloop.transports.TcpTransport`,
+//! asyncio's `_SelectorSocketTransport` (TCP and Unix stream sockets).
+//!
+//! Every rule is asyncio's: `connection_made` is scheduled first, reading
+//! starts one callback later (so `pause_reading()` in `connection_made`
+//! holds), `eof_received()`'s result decides between half-close and close,
+//! `write()` tries `send` at once and buffers only the rest, flushed with one
+//! `sendmsg` per writability event; `pause_writing`/`resume_writing` follow
+//! the watermarks; `close()` flushes, `abort()` does not.
+//!
+//! - `read`: `data_received` (or the `BufferedProtocol` calls) and EOF.
+//! - `write`: `write`, `writelines`, `write_eof`, the sendfile waiter.
+
+use std::os::fd::RawFd;
+
+use pyo3::gc::PyVisit;
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use super::base::{Kind, SocketCore};
+use crate::compat;
+use crate::event_loop::LoopCore;
+use crate::transports::write_buffer::WriteBuffer;
+use crate::traverse::{Traverse, TraverseResult};
+
+mod batch;
+mod read;
+mod write;
+
+pub use batch::flush_batched;
+
+/// What only a stream transport holds.
+#[derive(Default)]
+pub struct Stream {
+    /// The server that accepted the connection, told when it ends.
+    server: Option<Py<PyAny>>,
+    /// `sendfile`'s wait for the buffer to drain.
+    empty_waiter: Option<Py<PyAny>>,
+    buffer: WriteBuffer,
+    /// `buffer` holds only the running callback's batched writes (see
+    /// `batch`): as good as sent, so not counted as pending.
+    batched: bool,
+    /// `write_eof()` was called.
+    eof: bool,
+}
+
+impl Kind for Stream {
+    type Pending = WriteBuffer;
+
+    fn pending(&self) -> usize {
+        if self.batched {
+            0
+        } else {
+            self.buffer.len()
+        }
+    }
+
+    fn take_pending(&mut self) -> WriteBuffer {
+        self.batched = false;
+        std::mem::take(&mut self.buffer)
+    }
+
+    fn flush_batch(core: &SocketCore<Self>, slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        core.send_batch(slf)
+    }
+}
+
+/// The buffered chunks are bytes, which hold no references.
+impl Traverse for Stream {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (&self.server, &self.empty_waiter).traverse(visit)
+    }
+}
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct StreamTransportCore(pub(in crate::transports::socket) SocketCore<Stream>);
+
+#[pymethods]
+impl StreamTransportCore {
+    /// `server`: the server that accepted the connection (if any);
+    /// `context`: the context every callback runs in (3.15).
+    #[new]
+    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
+    fn new(
+        loop_: Py<LoopCore>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        protocol: Bound<'_, PyAny>,
+        owner: Py<PyAny>,
+        server: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let py = protocol.py();
+        let stream = Stream {
+            server: server.filter(|s| !s.is_none(py)),
+            ..Stream::default()
+        };
+        SocketCore::new(loop_, sock, fd, protocol, owner, context, stream).map(StreamTransportCore)
+    }
+
+    #[getter]
+    fn eof(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).kind.eof
+    }
+
+    #[getter]
+    fn empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let st = self.st.borrow(py);
+        st.kind.empty_waiter.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    /// The end: tell the protocol, close the socket, detach from the
+    /// server, drop every reference; a pending `sendfile` learns of it.
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (server, waiter) = {
+            let mut st = this.st.borrow_mut(py);
+            let waiter = st.kind.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            (st.kind.server.take(), waiter)
+        };
+        this.connection_lost(py, exc, |owner| match (&server, owner) {
+            (Some(s), Some(o)) if compat::SERVER_DETACH_TAKES_TRANSPORT => s
+                .bind(py)
+                .call_method1(intern!(py, "_detach"), (o,))
+                .map(drop),
+            (Some(s), _) => s.bind(py).call_method0(intern!(py, "_detach")).map(drop),
+            _ => Ok(()),
+        })?;
+        drop(server);
+        if let Some(w) = waiter {
+            let err = pyo3::exceptions::PyConnectionError::new_err("Connection is closed by peer");
+            w.bind(py)
+                .call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+        }
+        Ok(())
+    }
+}
