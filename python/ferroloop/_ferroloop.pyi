@@ -23,6 +23,7 @@ __all__ = [
     "WritePipeCore",
     "ChildWatcher",
     "Acceptor",
+    "_live_counts",
 ]
 
 @disjoint_base
