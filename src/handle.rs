@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
+use crate::live::{Handles, Live};
 use crate::pyhelpers;
 
 /// A callback's positional arguments, stored inline: no tuple is built to
@@ -72,6 +73,7 @@ pub struct Handle {
     threadsafe: AtomicBool,
     /// The thread running the callback now (`pthread_self`), or 0.
     running_in: AtomicU64,
+    _live: Live<Handles>,
 }
 
 impl Handle {
@@ -129,6 +131,7 @@ impl Handle {
             context_private: AtomicBool::new(private),
             threadsafe: AtomicBool::new(false),
             running_in: AtomicU64::new(0),
+            _live: Live::new(),
         })
     }
 

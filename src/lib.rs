@@ -12,6 +12,7 @@
 //! - `sockaddr`: socket addresses as the socket module converts them.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `traverse`: what each state shows the cycle collector.
+//! - `live`: live-object counters (`_live_counts()`), for leak checks.
 //! - `clock`, `gil_cell`, `pyhelpers`: small shared pieces.
 
 use pyo3::prelude::*;
@@ -23,6 +24,7 @@ mod fastcall;
 mod fd_watch;
 mod gil_cell;
 mod handle;
+mod live;
 mod process;
 mod pyhelpers;
 mod reactor;
@@ -39,6 +41,8 @@ mod traverse;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The one version number: Cargo.toml's (maturin gives it to the wheel).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    live::init();
+    m.add_function(wrap_pyfunction!(live::_live_counts, m)?)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;

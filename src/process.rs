@@ -8,6 +8,9 @@
 //! no SIGCHLD handler, and children the loop did not start are left alone.
 //! Children still running when the loop closes are waited for (by pidfd)
 //! on a background thread, so no zombie is left.
+//!
+//! Each pidfd is owned by its entry's `OwnedFdWatch`: registered through it,
+//! unregistered through it (only its own registration), closed with it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -18,16 +21,38 @@ use pyo3::types::PyTuple;
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
+use crate::fd_watch::OwnedFdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
+use crate::live::{Live, Pidfds};
 use crate::pyhelpers::os_error;
 use crate::reactor::Side;
+use crate::traverse::{Traverse, TraverseResult};
+
+/// An open pidfd, counted (`live`) until closed.
+struct Pidfd {
+    fd: OwnedFd,
+    _live: Live<Pidfds>,
+}
+
+impl AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 struct Child {
-    /// Closed when the entry is dropped, on every path.
-    pidfd: OwnedFd,
+    /// The pidfd and its registration; the fd is closed when the entry is
+    /// dropped, on every path.
+    pidfd: OwnedFdWatch<Pidfd>,
     callback: Py<PyAny>,
     args: Vec<Py<PyAny>>,
+}
+
+impl Traverse for Child {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (&self.pidfd, &self.callback, &self.args).traverse(visit)
+    }
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -36,14 +61,18 @@ pub struct ChildWatcher {
     children: GilCell<HashMap<i32, Child>>,
 }
 
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+fn pidfd_open(pid: i32) -> std::io::Result<Pidfd> {
     // SAFETY: a plain syscall; the returned fd (if any) is ours to close.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `fd` was just opened for us and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    Ok(Pidfd {
+        fd,
+        _live: Live::new(),
+    })
 }
 
 /// `os.waitstatus_to_exitcode`, from what `waitid` reports.
@@ -66,7 +95,7 @@ enum Reaped {
 /// Collect the child behind `pidfd` with `waitid(P_PIDFD)`: never by pid
 /// (the pid may have been reaped elsewhere and reused), and with `WNOHANG`
 /// from the loop, so it never blocks with the GIL held.
-fn reap(pidfd: &OwnedFd, block: bool) -> Reaped {
+fn reap(pidfd: &Pidfd, block: bool) -> Reaped {
     let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
     loop {
         // SAFETY: an all-zero siginfo_t is valid; waitid fills it in.
@@ -97,7 +126,7 @@ fn reap(pidfd: &OwnedFd, block: bool) -> Reaped {
 
 /// Wait, on a thread of their own, for children still running when the
 /// loop closed, so none is left a zombie (by pidfd, as above).
-fn reap_in_background(pidfds: Vec<OwnedFd>) -> std::io::Result<()> {
+fn reap_in_background(pidfds: Vec<Pidfd>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ferroloop-reaper".into())
         .spawn(move || {
@@ -152,12 +181,11 @@ impl ChildWatcher {
             drop(replaced);
             return Ok(());
         }
-        let pidfd = pidfd_open(pid).map_err(os_error)?;
+        let pidfd = OwnedFdWatch::new(pidfd_open(pid).map_err(os_error)?);
         let on_exit = slf.getattr(intern!(py, "_child_exited"))?;
         let pid_obj = pid.into_pyobject(py)?.into_any().unbind();
-        LoopCore::add_fd(
+        pidfd.add_with_args(
             this.loop_.bind(py),
-            pidfd.as_raw_fd(),
             Side::Read,
             on_exit,
             Args::from_iter([pid_obj]),
@@ -179,8 +207,7 @@ impl ChildWatcher {
         let child = self.children.borrow_mut(py).remove(&pid);
         match child {
             Some(child) => {
-                let removed =
-                    LoopCore::remove_fd(self.loop_.bind(py), child.pidfd.as_raw_fd(), Side::Read);
+                let removed = child.pidfd.remove(Some(self.loop_.bind(py)), Side::Read);
                 drop(child);
                 removed.map(|_| true)
             }
@@ -198,7 +225,7 @@ impl ChildWatcher {
             callback,
             args,
         } = child;
-        let removed = LoopCore::remove_fd(self.loop_.bind(py), pidfd.as_raw_fd(), Side::Read);
+        let (pidfd, removed) = pidfd.into_fd(Some(self.loop_.bind(py)));
         let returncode = match reap(&pidfd, false) {
             Reaped::Exited(code) => Some(code),
             Reaped::Running | Reaped::Unknown => None,
@@ -225,10 +252,10 @@ impl ChildWatcher {
         let mut pidfds = Vec::new();
         for (pid, child) in children {
             // The loop may already be closed: its registrations are gone.
-            let _ = LoopCore::remove_fd(self.loop_.bind(py), child.pidfd.as_raw_fd(), Side::Read);
-            if let Reaped::Running = reap(&child.pidfd, false) {
+            let (pidfd, _) = child.pidfd.into_fd(Some(self.loop_.bind(py)));
+            if let Reaped::Running = reap(&pidfd, false) {
                 running.push(pid);
-                pidfds.push(child.pidfd);
+                pidfds.push(pidfd);
             }
         }
         if !pidfds.is_empty() {
@@ -242,14 +269,9 @@ impl ChildWatcher {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
+        self.loop_.traverse(&visit)?;
         if let Some(children) = self.children.unguarded() {
-            for child in children.values() {
-                visit.call(&child.callback)?;
-                for a in &child.args {
-                    visit.call(a)?;
-                }
-            }
+            children.values().try_for_each(|c| c.traverse(&visit))?;
         }
         Ok(())
     }

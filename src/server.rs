@@ -10,6 +10,12 @@
 //! Errors follow asyncio: running out of fds is reported and accepting
 //! pauses for a second (`Loop._accept_exhausted`); a failed set-up is
 //! reported only in debug mode.
+//!
+//! The listening socket belongs to its Python object, which may close it
+//! behind the server's back: the acceptor registers through an `FdWatch`
+//! (on close it removes only its own registration, not one someone else
+//! made on a reused number), and accepts only while `sock.fileno()` is
+//! still the fd it was started with.
 
 use std::os::fd::RawFd;
 
@@ -20,11 +26,14 @@ use pyo3::types::PyDict;
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::{fileobj_to_fd, LoopCore};
+use crate::fd_watch::FdWatch;
 use crate::handle::Args;
 use crate::pyhelpers::{is_exit, os_error};
+use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::SockAddr;
 use crate::transports::logger;
+use crate::traverse::Traverse;
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -32,7 +41,8 @@ static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 pub struct Acceptor {
     loop_: Py<LoopCore>,
     sock: Py<PyAny>,
-    fd: RawFd,
+    /// Our registration as the listening fd's reader (`_start`/`_stop`).
+    watch: FdWatch,
     /// The listening socket's family, type and proto, given to each
     /// accepted socket (as `socket.accept()` does).
     kind: (i32, i32, i32),
@@ -81,6 +91,18 @@ fn accept(fd: RawFd) -> Accepted {
 }
 
 impl Acceptor {
+    /// Our fd, if the socket object still has it: -1 once it was closed
+    /// (the number may already be someone else's).
+    fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
+        let fd: i64 = self
+            .sock
+            .bind(py)
+            .call_method0(intern!(py, "fileno"))?
+            .extract()?;
+        let ours = self.watch.fd();
+        Ok(if fd == i64::from(ours) { ours } else { -1 })
+    }
+
     /// A `socket.socket` owning `fd`, non-blocking (closes `fd` on failure).
     /// The fd is already non-blocking (`accept4(SOCK_NONBLOCK)`): a type
     /// with `SOCK_NONBLOCK` makes the socket module set a zero timeout
@@ -127,7 +149,7 @@ impl Acceptor {
         Ok(Acceptor {
             loop_,
             sock: sock.unbind(),
-            fd,
+            watch: FdWatch::new(fd),
             kind,
             protocol_factory,
             server,
@@ -136,13 +158,31 @@ impl Acceptor {
         })
     }
 
+    /// Start accepting: register as the listening socket's reader.
+    fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let lp = this.loop_.bind(slf.py());
+        this.watch.add(lp, Side::Read, slf.clone().into_any(), None)
+    }
+
+    /// Stop accepting: remove our registration, if it is still ours.
+    fn _stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.watch.remove(Some(self.loop_.bind(py)), Side::Read)
+    }
+
     /// The listening socket is readable: accept what is waiting.
     fn __call__(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let lp = this.loop_.bind(py);
+        let listening = this.live_fd(py)?;
+        if listening < 0 {
+            // Closed behind the server (a dup kept the old file in the
+            // poll): nothing of ours is left to accept from.
+            return this.watch.remove(Some(lp), Side::Read);
+        }
         for _ in 0..this.backlog {
-            let (fd, addr) = match accept(this.fd) {
+            let (fd, addr) = match accept(listening) {
                 Accepted::Conn(fd, addr) => (fd, addr),
                 Accepted::Empty => return Ok(()),
                 Accepted::Failed(err) => {
@@ -155,6 +195,8 @@ impl Acceptor {
                             | Some(libc::ENOBUFS)
                             | Some(libc::ENOMEM)
                     ) {
+                        // Paused: the loop registers a new acceptor later.
+                        this.watch.remove(Some(lp), Side::Read)?;
                         lp.call_method1(
                             intern!(py, "_accept_exhausted"),
                             (
@@ -254,13 +296,20 @@ impl Acceptor {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.sock)?;
-        visit.call(&self.protocol_factory)?;
-        visit.call(&self.server)?;
-        if let Some(c) = &self.context {
-            visit.call(c)?;
-        }
-        Ok(())
+        (
+            &self.loop_,
+            &self.sock,
+            &self.protocol_factory,
+            &self.server,
+            &self.context,
+            &self.watch,
+        )
+            .traverse(&visit)
+    }
+
+    /// Our registration's handle calls us back: dropping it breaks the cycle.
+    fn __clear__(&self) {
+        let handles = self.watch.take_unguarded();
+        drop(handles);
     }
 }

@@ -14,10 +14,16 @@ import os
 import socket
 import signal
 import threading
+import time
 
 import pytest
 
-from tests.helpers import ferroloop
+# Count live handles too (see the live-object gate below): read once, when
+# the extension is imported, so it must be set before the import.
+os.environ.setdefault("FERROLOOP_LIVE_COUNTS", "1")
+
+from tests.helpers import ferroloop  # noqa: E402
+from ferroloop._ferroloop import _live_counts  # noqa: E402
 
 # A test run started in the background by a non-interactive shell inherits
 # SIGINT ignored, and so would every program the tests start (an ignored
@@ -157,3 +163,52 @@ def _no_leftover_running_loop():
     # A test that failed mid-run must not leave a running loop behind.
     asyncio.events._set_running_loop(None)
     gc.collect()
+
+
+# -- the live-object gate -------------------------------------------------------
+#
+# After each test module, once collected garbage is gone, ferroloop must hold
+# no more transports, pidfds, fd registrations or handles than before it:
+# each one left over is a leak (a transport never closed, a pidfd never
+# closed, a registration its owner forgot, a callback kept). Counts may take
+# a moment to settle (a reaper thread closes the pidfds of children that
+# outlived their loop; an executor thread's last call_soon_threadsafe), so
+# the gate retries for a while before failing. It compares counts across
+# the module, not against zero: an earlier module's leak (already reported)
+# does not fail every later one.
+#
+# Transports, pidfds and registrations all die with their loop or earlier,
+# and a module that wants one kept for the session is wrong. Handles are
+# different: a module may legitimately keep a loop (and its pool of recycled
+# handles), a handle or a future holding one in its globals; such a module
+# says so with `LIVE_KEPT = {"handles"}` (none does today: every module's
+# handles come back down). Handles are counted only with
+# FERROLOOP_LIVE_COUNTS set at import, which this file does first.
+
+LIVE_GATED = ("transports", "pidfds", "registrations", "handles")
+LIVE_SETTLE = 3.0
+
+
+def _grown(before: dict, after: dict, kept) -> dict:
+    return {k: (before.get(k, 0), after.get(k, 0)) for k in LIVE_GATED
+            if k not in kept and after.get(k, 0) > before.get(k, 0)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leaked_live_objects(request):
+    kept = getattr(request.module, "LIVE_KEPT", ())
+    gc.collect()
+    before = _live_counts()
+    yield
+    deadline = time.monotonic() + LIVE_SETTLE
+    while True:
+        gc.collect()
+        after = _live_counts()
+        grown = _grown(before, after, kept)
+        if not grown or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if grown:
+        detail = ", ".join(f"{k}: {b} -> {a}" for k, (b, a) in grown.items())
+        pytest.fail(f"ferroloop objects leaked by {request.module.__name__}: {detail} "
+                    f"(all counts: {after})", pytrace=False)

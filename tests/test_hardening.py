@@ -588,3 +588,102 @@ def test_write_pipe_close_keeps_foreign_writer(floop):
         assert run(loop, main())
     finally:
         os.close(r)
+
+
+# -- One fd-watch primitive: the accept loop and the child watcher ----------
+
+
+def test_server_close_keeps_foreign_reader(floop):
+    """A server whose listening fd was closed behind its back, the number
+    then reused and registered by someone else, removes only its own
+    registration on close. (asyncio removes by number; ferroloop only.)"""
+    loop = floop
+
+    async def main():
+        srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        sock = srv._sockets[0]
+        fd = sock.fileno()
+        r, w = os.pipe()
+        try:
+            os.close(fd)  # behind the socket's back: it still says `fd`
+            os.dup2(r, fd)  # the number now is a pipe's, registered below
+            other = loop._add_reader(fd, lambda: None)
+            srv.close()  # closes `fd` too: the socket believes it owns it
+            reader, _ = loop._fd_callbacks(fd)
+            loop._remove_reader(fd)
+            return reader is other
+        finally:
+            os.close(r)
+            os.close(w)
+
+    assert run(loop, main())
+
+
+def test_acceptor_rechecks_listening_fd(floop):
+    """A listening socket closed behind the server while a dup of it keeps
+    the loop's epoll registration alive: its readiness must not make the
+    server accept from whatever now has its fd number (here another
+    listening socket, whose connection it would steal). asyncio has the
+    same defect: ferroloop only."""
+    loop = floop
+    made = []
+
+    def factory():
+        made.append(1)
+        return asyncio.Protocol()
+
+    async def main():
+        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        sock = srv._sockets[0]
+        addr = sock.getsockname()
+        fd = sock.fileno()
+        keep = os.dup(fd)  # the old listening file stays open, still in epoll
+        other = socket.create_server(("127.0.0.1", 0))
+        other.setblocking(False)  # (a blocking one would hang the loop)
+        clients = []
+        try:
+            sock.close()  # fileno() is -1 from now on
+            os.dup2(other.fileno(), fd)  # the number is another listener's
+            clients.append(socket.create_connection(other.getsockname()))
+            clients.append(socket.create_connection(addr))  # wakes the old registration
+            await asyncio.sleep(0.05)
+            try:
+                conn, _ = other.accept()  # still waiting for its owner
+            except BlockingIOError:
+                return False
+            conn.close()
+            return True
+        finally:
+            for c in clients:
+                c.close()
+            other.close()
+            os.close(fd)
+            os.close(keep)
+            srv.close()
+
+    assert run(loop, main())
+    assert made == []
+
+
+def test_child_watcher_closes_every_pidfd(floop):
+    """Many children, exiting on their own, killed, or outliving the loop:
+    every pidfd is closed in the end (counted in /proc/self/fd)."""
+    loop = floop
+
+    async def one(i):
+        if i % 3 == 0:
+            p = await asyncio.create_subprocess_exec("sleep", "5")
+            p.kill()
+        else:
+            p = await asyncio.create_subprocess_exec("true")
+        return await p.wait()
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(30)))
+
+    run(loop, one(1))  # warm up (the watcher, the executor)
+    before = fd_count()
+    codes = run(loop, main())
+    assert sorted(set(codes)) == [-9, 0]
+    assert fd_count() == before
+    assert len(loop._child_watcher) == 0

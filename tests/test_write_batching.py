@@ -13,7 +13,6 @@ import struct
 import threading
 import time
 
-import pytest
 
 from tests.helpers import ferroloop
 

@@ -24,6 +24,7 @@ __all__ = [
     "WritePipeCore",
     "ChildWatcher",
     "Acceptor",
+    "_live_counts",
 ]
 
 @disjoint_base
@@ -65,6 +66,9 @@ class TimerHandle(Handle):
 def sock_recv(loop_: LoopCore, sock: Any, n: int) -> bytes | asyncio.Future[bytes]: ...
 def sock_recv_into(loop_: LoopCore, sock: Any, buf: Any) -> int | asyncio.Future[int]: ...
 def sock_sendall(loop_: LoopCore, sock: Any, data: Any) -> None | asyncio.Future[None]: ...
+def _live_counts() -> dict[str, int]:
+    """Live transports, pidfds, fd registrations (and handles, with
+    FERROLOOP_LIVE_COUNTS set at import), process-wide."""
 
 __version__: str
 
@@ -286,4 +290,6 @@ class Acceptor:
         backlog: int,
         context: Context | None = None,
     ) -> Acceptor: ...
+    def _start(self) -> None: ...
+    def _stop(self) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...

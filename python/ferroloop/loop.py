@@ -118,6 +118,8 @@ class Loop(LoopCore, _SelectorLoop):
     def __init__(self) -> None:
         super().__init__(selector=_ReactorSelector(self))
         self._child_watcher = None
+        # The native accept loop of each plain server's listening socket.
+        self._acceptors: dict[socket.socket, Acceptor] = {}
         _live_loops.add(self)
         self._set_quiet_fd(self._ssock.fileno())
 
@@ -211,17 +213,31 @@ class Loop(LoopCore, _SelectorLoop):
             more = (context,) if _compat.TRANSPORT_CONTEXT else ()
             return super()._start_serving(protocol_factory, sock, sslcontext, server, backlog,
                                           ssl_handshake_timeout, ssl_shutdown_timeout, *more)
-        self._add_reader(sock.fileno(), Acceptor(self, sock, protocol_factory, server, backlog, context))
+        acceptor = Acceptor(self, sock, protocol_factory, server, backlog, context)
+        old = self._acceptors.get(sock)
+        if old is not None:
+            old._stop()
+        acceptor._start()
+        self._acceptors[sock] = acceptor
+
+    def _stop_serving(self, sock):
+        """The acceptor removes only its own registration: the socket's fd
+        may have been closed behind it and the number reused."""
+        acceptor = self._acceptors.pop(sock, None)
+        if acceptor is None:  # a TLS server: asyncio's accept path
+            return super()._stop_serving(sock)
+        acceptor._stop()
+        sock.close()
 
     def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog, context):
         """Out of fds (or memory) while accepting: report, pause, retry
-        in a second, as asyncio's `_accept_connection` does."""
+        in a second, as asyncio's `_accept_connection` does (the acceptor
+        has already removed its registration)."""
         self.call_exception_handler({
             "message": "socket.accept() out of system resource",
             "exception": exc,
             "socket": trsock.TransportSocket(sock),
         })
-        self._remove_reader(sock.fileno())
         self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
                         protocol_factory, sock, None, server, backlog,
                         constants.SSL_HANDSHAKE_TIMEOUT, constants.SSL_SHUTDOWN_TIMEOUT, context)

@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 
 use crate::gil_cell::GilCell;
 use crate::handle::Handle;
+use crate::live::{Live, Registrations};
 use crate::pyhelpers::os_error;
 
 /// Token of the waker; fds are non-negative `i32`s and can never collide.
@@ -35,6 +36,8 @@ pub struct FdEntry {
     /// not a plain number: asyncio's selector finds a registration by its
     /// object once the object is closed and its `fileno()` is -1.
     pub fileobj: Option<Py<PyAny>>,
+    /// Counts the registered fds (`live`): an entry exists while its fd is.
+    _live: Live<Registrations>,
 }
 
 struct Poller {

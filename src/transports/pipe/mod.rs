@@ -20,6 +20,7 @@ use super::log_debug;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
+use crate::live::{Live, Transports};
 use crate::traverse::{Traverse, TraverseResult};
 
 mod read;
@@ -35,6 +36,8 @@ pub(super) struct Ends {
     pub(super) protocol: Option<Py<PyAny>>,
     /// The Python transport object; dropped after `connection_lost`.
     pub(super) owner: Option<Py<PyAny>>,
+    /// Counts the pipe core holding us as a live transport (`live`).
+    _live: Live<Transports>,
 }
 
 impl Traverse for Ends {
@@ -55,6 +58,7 @@ impl Ends {
             pipe: Some(pipe),
             protocol: Some(protocol),
             owner: Some(owner),
+            _live: Live::new(),
         }
     }
 

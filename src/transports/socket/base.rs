@@ -21,6 +21,7 @@ use crate::event_loop::LoopCore;
 use crate::fd_watch::FdWatch;
 use crate::gil_cell::GilCell;
 use crate::handle::Args;
+use crate::live::{Live, Transports};
 use crate::reactor::Side;
 use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
@@ -104,6 +105,8 @@ pub struct SocketCore<K> {
     /// Our registrations with the loop, removed only if still ours.
     pub(super) watch: FdWatch,
     pub(super) st: GilCell<State<K>>,
+    /// Counted among the live transports (`live`) until dropped.
+    _live: Live<Transports>,
 }
 
 impl<K: Traverse> Traverse for SocketCore<K> {
@@ -141,6 +144,7 @@ impl<K: Kind> SocketCore<K> {
                 flow: Watermarks::default(),
                 kind,
             }),
+            _live: Live::new(),
         })
     }
 
