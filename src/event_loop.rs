@@ -302,6 +302,11 @@ impl LoopCore {
         // Python signal handlers first: one that schedules a callback must
         // turn a blocking poll into a non-blocking one.
         py.check_signals()?;
+        // Writes made outside a callback (by a Python signal handler that
+        // interrupted the last poll) must not wait through the next one.
+        if this.has_batched.load(Relaxed) {
+            Self::flush_batched_writes(slf)?;
+        }
 
         // Announce the poll before deciding its timeout: from here on a
         // thread that queues a callback wakes us, even if deciding lets

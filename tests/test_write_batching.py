@@ -8,6 +8,8 @@ of TCP segments."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import struct
 import threading
@@ -220,3 +222,27 @@ def test_send_error_at_the_flush_loses_the_connection_once(loop):
     lost = _run(loop, body)
     assert len(lost) == 1
     assert lost[0] is None or issubclass(lost[0], OSError)
+
+
+def test_write_from_a_signal_handler_is_not_held_back(loop):
+    """A Python signal handler runs between callbacks, when a signal cut
+    the poll short: its write must not wait for the loop's next wake-up."""
+
+    async def body(tr, proto, peer):
+        old = signal.signal(signal.SIGUSR1, lambda *args: tr.write(b"signalled"))
+        try:
+            got = []
+
+            def reader():
+                got.append(_read_exactly(peer, 9, timeout=1.0))
+
+            t = threading.Thread(target=reader)
+            t.start()
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            await asyncio.sleep(1.5)  # asleep in the poll when the signal comes
+            t.join()
+            return got
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+
+    assert _run(loop, body) == [b"signalled"]
