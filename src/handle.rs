@@ -25,6 +25,7 @@ use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::pyhelpers;
+use crate::traverse::{Traverse, TraverseResult};
 
 /// A callback's positional arguments, stored inline: no tuple is built to
 /// schedule a callback, and the call itself is a vectorcall.
@@ -182,27 +183,6 @@ impl Handle {
         self.context_private.store(private, Relaxed);
         *self.payload.borrow_mut(py) = Some(Payload { callback, args });
         drop(old); // None
-        Ok(())
-    }
-
-    /// Report what the handle holds to the collector: its own traverse, and
-    /// the loop's for pending handles that only the loop references.
-    pub fn visit_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(payload) = self.payload.unguarded() {
-            if let Some(p) = payload.as_ref() {
-                visit.call(&p.callback)?;
-                for arg in &p.args {
-                    visit.call(arg)?;
-                }
-            }
-        }
-        if let Some(ctx) = self.context.unguarded() {
-            visit.call(&*ctx)?;
-        }
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
         Ok(())
     }
 
@@ -437,6 +417,50 @@ impl Handle {
     }
 }
 
+impl Traverse for Payload {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        self.callback.traverse(visit)?;
+        self.args.iter().try_for_each(|a| a.traverse(visit))
+    }
+}
+
+/// What a handle holds: reported by its own traverse, and by the loop's for
+/// pending handles that only the loop references (see `OwnedEdge`).
+impl Traverse for Handle {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (
+            &self.payload,
+            &self.context,
+            &self.loop_,
+            &self.source_traceback,
+        )
+            .traverse(visit)
+    }
+}
+
+/// An owner's edge to a handle it keeps (the loop's ready queue, timer
+/// heap, pool and fd registrations). A tracked handle is visited itself;
+/// an untracked one only the owner references has its contents reported as
+/// the owner's own (the collector cannot see through it); an untracked one
+/// that others also hold is reported by none (see `track_if_shared`).
+pub struct OwnedEdge<'a>(pub &'a Py<Handle>);
+
+impl Traverse for OwnedEdge<'_> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        let ptr = self.0.as_ptr();
+        // SAFETY: reading the GC flag and refcount of an object we keep alive.
+        let (tracked, refcnt) =
+            unsafe { (ffi::PyObject_GC_IsTracked(ptr) != 0, ffi::Py_REFCNT(ptr)) };
+        if tracked {
+            visit.call(self.0)
+        } else if refcnt == 1 {
+            self.0.get().traverse(visit)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Allocate a handle object outside the cycle collector.
 ///
 /// PyO3 makes every class a GC type; with millions of handles queued, the
@@ -575,7 +599,7 @@ impl Handle {
 
     /// Only called once the handle is tracked again (see `track_if_shared`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.visit_contents(&visit)
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {

@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use pyo3::prelude::*;
 
-use crate::handle::TimerHandle;
+use pyo3::gc::PyVisit;
+
+use crate::handle::{Handle, OwnedEdge, TimerHandle};
+use crate::traverse::{Traverse, TraverseResult};
 
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
@@ -127,6 +130,19 @@ impl TimerHeap {
 
     pub fn handles(&self) -> impl Iterator<Item = &Py<TimerHandle>> {
         self.heap.iter().map(|e| &e.handle)
+    }
+}
+
+/// Pending timers are the loop's own edges (see `OwnedEdge`).
+impl Traverse for TimerHeap {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        self.handles().try_for_each(|timer| {
+            // SAFETY: `Py<T>` is a transparent pointer, and a TimerHandle
+            // object is a Handle object (its base class, same layout prefix).
+            let base: &Py<Handle> =
+                unsafe { &*(timer as *const Py<TimerHandle>).cast::<Py<Handle>>() };
+            OwnedEdge(base).traverse(visit)
+        })
     }
 }
 
