@@ -16,11 +16,13 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
+use smallvec::SmallVec;
 
 use crate::clock;
 use crate::gil_cell::GilCell;
@@ -36,8 +38,10 @@ mod schedule;
 
 pub use fds::fileobj_to_fd;
 
-static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FUTURES_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static TASKS_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOOP_KWNAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// How many emptied handles a loop keeps for reuse (about 200 bytes each).
@@ -74,6 +78,10 @@ pub struct LoopCore {
     /// use the waker, so a zero-timeout poll with no other fd registered
     /// cannot report anything and is skipped. -1 otherwise.
     quiet_fd: AtomicI32,
+    /// Whether the reactor watches nothing but `quiet_fd` (`FDS_QUIET`),
+    /// something else (`FDS_WATCHED`), or not known since the last change
+    /// to the registrations (`FDS_UNKNOWN`).
+    fds_state: AtomicU8,
     clock_resolution: f64,
     /// Inside `_run_core` (the clock check below may be cached then).
     running: AtomicBool,
@@ -89,6 +97,10 @@ pub struct LoopCore {
     pub(crate) stats: GilCell<LoopStats>,
 }
 
+const FDS_UNKNOWN: u8 = 0;
+const FDS_QUIET: u8 = 1;
+const FDS_WATCHED: u8 = 2;
+
 const CLOCK_UNKNOWN: u8 = 0;
 const CLOCK_NATIVE: u8 = 1;
 const CLOCK_OVERRIDDEN: u8 = 2;
@@ -103,6 +115,22 @@ impl LoopCore {
 
     pub fn timer_cancelled(&self, py: Python<'_>) {
         self.timers.borrow_mut(py).note_cancelled();
+    }
+
+    /// Whether this loop is the running loop of the calling thread (what
+    /// `asyncio.get_running_loop()` would return).
+    fn running_here(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        if !slf.get().running.load(Relaxed) {
+            return Ok(false);
+        }
+        let get = GET_RUNNING_LOOP.import(slf.py(), "asyncio.events", "_get_running_loop")?;
+        Ok(get.call0()?.is(slf))
+    }
+
+    /// The fd registrations (or the quiet fd) changed: see `fds_state`.
+    #[inline]
+    fn fds_changed(&self) {
+        self.fds_state.store(FDS_UNKNOWN, Relaxed);
     }
 
     #[inline]
@@ -147,6 +175,57 @@ impl LoopCore {
                 e.write_unraisable(py, Some(slf.as_any()));
             }
         }
+    }
+}
+
+/// `module.name`, read from the module's dict (the module is imported
+/// once): what `getattr` finds for a plain module, without the attribute
+/// protocol. A name missing from the dict goes through `getattr`, for its
+/// error or a module `__getattr__`.
+fn module_attr<'py>(
+    py: Python<'py>,
+    dict: &PyOnceLock<Py<PyDict>>,
+    module: &str,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let found = dict
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.dict().unbind()))?
+        .bind(py)
+        .get_item(name)?;
+    match found {
+        Some(value) => Ok(value),
+        None => py.import(module)?.getattr(name),
+    }
+}
+
+/// `cls(*args, loop=slf)`. While `slf` is the running loop of this thread,
+/// as `cls(*args)`: asyncio's Future and Task take the running loop when
+/// given none, so the result is the same, without the keyword parsing
+/// (a dict built and searched per object).
+fn call_with_loop<'py>(
+    slf: &Bound<'py, LoopCore>,
+    cls: &Bound<'py, PyAny>,
+    args: &[*mut ffi::PyObject],
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let mut argv: SmallVec<[*mut ffi::PyObject; 3]> = args.iter().copied().collect();
+    let kwnames = if LoopCore::running_here(slf)? {
+        std::ptr::null_mut()
+    } else {
+        argv.push(slf.as_ptr());
+        LOOP_KWNAME
+            .get_or_try_init(py, || PyTuple::new(py, ["loop"]).map(Bound::unbind))?
+            .as_ptr()
+    };
+    // SAFETY: `cls`, the arguments (borrowed from the caller) and `kwnames`
+    // are alive for the call; `argv` holds the positional arguments, then
+    // one keyword value when `kwnames` names it. A new reference or NULL
+    // with an error comes back.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(cls.as_ptr(), argv.as_ptr(), args.len(), kwnames),
+        )
     }
 }
 
@@ -233,6 +312,7 @@ impl LoopCore {
             debug: AtomicBool::new(false),
             polling: AtomicBool::new(false),
             quiet_fd: AtomicI32::new(-1),
+            fds_state: AtomicU8::new(FDS_UNKNOWN),
             clock_resolution: res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9,
             running: AtomicBool::new(false),
             clock_state: AtomicU8::new(CLOCK_UNKNOWN),
@@ -251,14 +331,44 @@ impl LoopCore {
     /// `asyncio.Future(loop=self)`, without a Python frame in between.
     pub fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), slf)?;
         // Looked up per call, as asyncio's `futures.Future(loop=self)` is:
         // code (and CPython's tests) may replace the class.
-        FUTURES_MODULE
-            .import(py, "asyncio", "futures")?
-            .getattr(intern!(py, "Future"))?
-            .call((), Some(&kwargs))
+        let cls = module_attr(py, &FUTURES_DICT, "asyncio.futures", intern!(py, "Future"))?;
+        call_with_loop(slf, &cls, &[])
+    }
+
+    /// `return self._debug`, as asyncio's, without a Python frame: every
+    /// Future and Task asks at creation. Read from the instance dict when
+    /// it is there (asyncio keeps it there), through `getattr` otherwise.
+    fn get_debug<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let name = intern!(py, "_debug");
+        // SAFETY: GenericGetDict returns a new reference or NULL with an
+        // error set (cleared: getattr below answers); GetItemWithError a
+        // borrowed one, taken over with an incref while `dict` is alive.
+        let found = unsafe {
+            let dict = ffi::PyObject_GenericGetDict(slf.as_ptr(), std::ptr::null_mut());
+            if dict.is_null() {
+                ffi::PyErr_Clear();
+                None
+            } else {
+                let item = ffi::PyDict_GetItemWithError(dict, name.as_ptr());
+                let found = (!item.is_null()).then(|| Bound::from_borrowed_ptr(py, item));
+                ffi::Py_DECREF(dict);
+                found
+            }
+        };
+        match found {
+            Some(value) => Ok(value),
+            None => {
+                if PyErr::occurred(py) {
+                    if let Some(err) = PyErr::take(py) {
+                        return Err(err);
+                    }
+                }
+                slf.getattr(name)
+            }
+        }
     }
 
     /// asyncio's `create_task`: `Task(coro, loop=self, **kwargs)` directly
@@ -284,11 +394,12 @@ impl LoopCore {
                 .getattr(intern!(py, "create_task"))?
                 .call((slf, coro), Some(&kwargs));
         }
+        let task = module_attr(py, &TASKS_DICT, "asyncio.tasks", intern!(py, "Task"))?;
+        if kwargs.is_empty() {
+            return call_with_loop(slf, &task, &[coro.as_ptr()]);
+        }
         kwargs.set_item(intern!(py, "loop"), slf)?;
-        TASKS_MODULE
-            .import(py, "asyncio", "tasks")?
-            .getattr(intern!(py, "Task"))?
-            .call((coro,), Some(&kwargs))
+        task.call((coro,), Some(&kwargs))
     }
 
     /// Ask `run_forever` to return after the current iteration.
@@ -309,6 +420,7 @@ impl LoopCore {
     /// handlers (-1 while any is installed).
     fn _set_quiet_fd(&self, fd: RawFd) {
         self.quiet_fd.store(fd, Relaxed);
+        self.fds_changed();
     }
 
     fn _set_debug_core(&self, enabled: bool) {
@@ -323,6 +435,7 @@ impl LoopCore {
         let ready: Vec<Ready> = this.ready.borrow_mut(py).drain(..).collect();
         let timers = this.timers.borrow_mut(py).take_all();
         let fds = this.reactor.take_all(py);
+        this.fds_changed();
         let pool = this.pool.borrow_mut(py).take();
         drop(pool);
         this.reactor.close(py);
@@ -396,6 +509,7 @@ impl LoopCore {
             .map(|mut r| r.drain(..).collect::<Vec<_>>());
         let timers = self.timers.unguarded().map(|mut t| t.take_all());
         let fds = self.reactor.take_all_unguarded();
+        self.fds_changed();
         let pool = self.pool.unguarded().map(|mut p| p.take());
         drop((ready, timers, fds, pool));
     }

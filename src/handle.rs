@@ -45,6 +45,15 @@ impl Payload {
         }
     }
 
+    /// Drop the references through `Bound` (a direct decref; dropping a
+    /// `Py` first asks a thread-local whether the GIL is held).
+    pub fn release(self, py: Python<'_>) {
+        drop(self.callback.into_bound(py));
+        for arg in self.args {
+            drop(arg.into_bound(py));
+        }
+    }
+
     /// The arguments as the tuple asyncio keeps in `Handle._args`.
     pub fn args_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(py, self.args.iter().map(|a| a.bind(py)))
@@ -182,7 +191,7 @@ impl Handle {
         let old = std::mem::replace(&mut *self.context.borrow_mut(py), context);
         self.context_private.store(private, Relaxed);
         *self.payload.borrow_mut(py) = Some(Payload { callback, args });
-        drop(old); // None
+        drop(old.into_bound(py)); // None
         Ok(())
     }
 
@@ -280,6 +289,7 @@ impl Handle {
         if this.oneshot {
             Self::track_if_shared(slf);
         }
+        payload.release(py);
         outcome
     }
 
@@ -292,7 +302,7 @@ impl Handle {
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
-        let ctx_ref = this.context.borrow(py).clone_ref(py);
+        let ctx_ref = this.context.borrow(py).bind(py).clone();
         let ctx = ctx_ref.as_ptr();
         // SAFETY: `ctx` is alive (held by the handle); a type check only.
         let exact = unsafe { ffi::PyContext_CheckExact(ctx) } != 0;

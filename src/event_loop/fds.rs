@@ -55,7 +55,9 @@ impl LoopCore {
         let handle = Py::new(py, Self::new_handle(slf, callback, args, context, false)?)?;
         let replaced = this
             .reactor
-            .add(py, fd, side, handle.clone_ref(py), fileobj)?;
+            .add(py, fd, side, handle.clone_ref(py), fileobj);
+        this.fds_changed();
+        let replaced = replaced?;
         let mut result = Ok(handle);
         for old in &replaced.handles {
             if let Err(err) = Handle::cancel_handle(old.bind(py)) {
@@ -99,7 +101,9 @@ impl LoopCore {
         if this.closed.load(Relaxed) {
             return Ok(false);
         }
-        match this.reactor.remove(py, fd, side) {
+        let removed = this.reactor.remove(py, fd, side);
+        this.fds_changed();
+        match removed {
             Some(old) => {
                 Handle::cancel_handle(old.bind(py))?;
                 Ok(true)
@@ -118,7 +122,12 @@ impl LoopCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !this.closed.load(Relaxed) && this.reactor.remove_if(py, fd, side, handle) {
+        if this.closed.load(Relaxed) {
+            return Ok(());
+        }
+        let removed = this.reactor.remove_if(py, fd, side, handle);
+        this.fds_changed();
+        if removed {
             Handle::cancel_handle(handle.bind(py))?;
         }
         Ok(())

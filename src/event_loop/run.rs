@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::{
-    LoopCore, Ready, CLOCK_NATIVE, CLOCK_OVERRIDDEN, CLOCK_UNKNOWN, MAXIMUM_SELECT_TIMEOUT,
-    NATIVE_TIME,
+    LoopCore, Ready, CLOCK_NATIVE, CLOCK_OVERRIDDEN, CLOCK_UNKNOWN, FDS_QUIET, FDS_WATCHED,
+    MAXIMUM_SELECT_TIMEOUT, NATIVE_TIME,
 };
 use crate::clock;
 use crate::handle::{Handle, TimerHandle};
@@ -122,28 +122,29 @@ impl LoopCore {
         // turn a blocking poll into a non-blocking one.
         py.check_signals()?;
 
-        // Announce the poll before deciding its timeout: from here on a
-        // thread that queues a callback wakes us, even if deciding lets
-        // other threads run (a `time()` written in Python, a first-use
-        // import: each may release the GIL).
-        this.polling.store(true, SeqCst);
-        let next_when = this.timers.borrow(py).next_when();
+        // With callbacks ready the poll only looks (timeout 0): nobody needs
+        // to wake us. Otherwise announce the poll before deciding its
+        // timeout: from here on a thread that queues a callback wakes us,
+        // even if deciding lets other threads run (a `time()` written in
+        // Python, a first-use import: each may release the GIL).
         let timeout = if !this.ready.borrow(py).is_empty() || this.stopping.load(Relaxed) {
             Some(Duration::ZERO)
-        } else if let Some(when) = next_when {
-            let now = Self::now(slf).inspect_err(|_| this.polling.store(false, SeqCst))?;
-            let secs = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-            Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
         } else {
-            None
+            this.polling.store(true, SeqCst);
+            let next_when = this.timers.borrow(py).next_when();
+            match next_when {
+                Some(when) => {
+                    let now = Self::now(slf).inspect_err(|_| this.polling.store(false, SeqCst))?;
+                    let secs = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
+                }
+                None => None,
+            }
         };
 
         // With callbacks ready and no fd that could have become ready, the
         // zero-timeout poll has nothing to report: skip the syscall.
-        let nothing_to_poll = timeout == Some(Duration::ZERO)
-            && this
-                .reactor
-                .watches_nothing_but(py, this.quiet_fd.load(Relaxed));
+        let nothing_to_poll = timeout == Some(Duration::ZERO) && this.watches_nothing(py);
         let telem = this.telemetry.load(Relaxed);
         if nothing_to_poll {
             this.polling.store(false, SeqCst);
@@ -152,15 +153,17 @@ impl LoopCore {
             let polled = this.reactor.poll(py, timeout, |h| {
                 this.ready.borrow_mut(py).push_back(Ready::Native(h));
             });
+            // The poll may have dropped cancelled registrations.
+            this.fds_changed();
             this.polling.store(false, SeqCst);
             if let Some(t0) = started {
                 this.stats.borrow_mut(py).poll_time += t0.elapsed();
             }
             polled?;
+            // Runs Python-level signal handlers (e.g. SIGINT's
+            // KeyboardInterrupt) that interrupted the wait.
+            py.check_signals()?;
         }
-        // Runs Python-level signal handlers (e.g. SIGINT's KeyboardInterrupt)
-        // that interrupted the wait.
-        py.check_signals()?;
 
         let end_time = match this.timers.borrow(py).len() {
             0 => f64::NEG_INFINITY,
@@ -215,14 +218,34 @@ impl LoopCore {
         Ok(())
     }
 
+    /// Whether the reactor watches no fd but the quiet one (see `quiet_fd`),
+    /// as last computed: the answer changes only with the registrations.
+    fn watches_nothing(&self, py: Python<'_>) -> bool {
+        match self.fds_state.load(Relaxed) {
+            FDS_QUIET => true,
+            FDS_WATCHED => false,
+            _ => {
+                let quiet = self
+                    .reactor
+                    .watches_nothing_but(py, self.quiet_fd.load(Relaxed));
+                let state = if quiet { FDS_QUIET } else { FDS_WATCHED };
+                self.fds_state.store(state, Relaxed);
+                quiet
+            }
+        }
+    }
+
     /// Keep a handle that has run for reuse (see `pool`). Its payload and
     /// context are dropped after every borrow ends: destructors run Python.
     fn recycle(&self, handle: Bound<'_, Handle>) {
         let py = handle.py();
-        let stripped = handle.get().strip(py);
+        let (payload, context) = handle.get().strip(py);
         let spare = self.pool.borrow_mut(py).offer(handle);
         drop(spare);
-        drop(stripped);
+        if let Some(payload) = payload {
+            payload.release(py);
+        }
+        drop(context.into_bound(py));
     }
 
     /// Run one callback in debug mode and/or with telemetry.
