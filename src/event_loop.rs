@@ -13,7 +13,9 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
+};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
@@ -88,6 +90,10 @@ pub struct LoopCore {
     /// Whether `time` is overridden (on the instance or in a subclass),
     /// as checked once per iteration: CLOCK_UNKNOWN until asked.
     clock_state: AtomicU8,
+    /// Whether the class overrides `time`, for the class version tag it
+    /// was computed at: `tag << 1 | overridden`, 0 when not known (see
+    /// `time_overridden`). Makes the check cheap outside a running loop.
+    clock_type: AtomicU64,
     /// Timers whose deadline is no number (`call_at("x", cb)`): asyncio
     /// accepts them and fails in the next iteration; so do we.
     bad_timers: GilCell<Vec<Py<TimerHandle>>>,
@@ -316,6 +322,7 @@ impl LoopCore {
             clock_resolution: res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9,
             running: AtomicBool::new(false),
             clock_state: AtomicU8::new(CLOCK_UNKNOWN),
+            clock_type: AtomicU64::new(0),
             bad_timers: GilCell::new(Vec::new()),
             has_bad_timers: AtomicBool::new(false),
             telemetry: AtomicBool::new(false),

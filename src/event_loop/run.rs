@@ -45,13 +45,33 @@ impl LoopCore {
         if on_instance {
             return true;
         }
+        // The class's answer holds while its version tag does: CPython
+        // gives a type a new tag (or none, 0) whenever an attribute of it
+        // or of a base changes. Remembered as `tag << 1 | overridden`.
+        let ty = slf.get_type();
+        // SAFETY: reading a field of a live type object, with the GIL held.
+        let tag_of =
+            |ty: &Bound<'_, pyo3::types::PyType>| unsafe { (*ty.as_type_ptr()).tp_version_tag };
+        let tag = tag_of(&ty);
+        let known = slf.get().clock_type.load(Relaxed);
+        if tag != 0 && known >> 1 == u64::from(tag) {
+            return known & 1 == 1;
+        }
         let native = NATIVE_TIME.get_or_try_init(py, || {
             py.get_type::<LoopCore>().getattr(name).map(Bound::unbind)
         });
-        match (native, slf.get_type().getattr(name)) {
+        let overridden = match (native, ty.getattr(name)) {
             (Ok(native), Ok(found)) => found.as_ptr() != native.as_ptr(),
             _ => false,
+        };
+        // The lookup above has given the type a tag if it had none.
+        let tag = tag_of(&ty);
+        if tag != 0 {
+            slf.get()
+                .clock_type
+                .store(u64::from(tag) << 1 | u64::from(overridden), Relaxed);
         }
+        overridden
     }
 
     /// The loop's clock: `CLOCK_MONOTONIC`, or `self.time()` if overridden
