@@ -42,7 +42,6 @@ pub use fds::fileobj_to_fd;
 
 static FUTURES_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static TASKS_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOOP_KWNAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -123,16 +122,6 @@ impl LoopCore {
         self.timers.borrow_mut(py).note_cancelled();
     }
 
-    /// Whether this loop is the running loop of the calling thread (what
-    /// `asyncio.get_running_loop()` would return).
-    fn running_here(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        if !slf.get().running.load(Relaxed) {
-            return Ok(false);
-        }
-        let get = GET_RUNNING_LOOP.import(slf.py(), "asyncio.events", "_get_running_loop")?;
-        Ok(get.call0()?.is(slf))
-    }
-
     /// The fd registrations (or the quiet fd) changed: see `fds_state`.
     #[inline]
     fn fds_changed(&self) {
@@ -204,10 +193,11 @@ fn module_attr<'py>(
     }
 }
 
-/// `cls(*args, loop=slf)`. While `slf` is the running loop of this thread,
-/// as `cls(*args)`: asyncio's Future and Task take the running loop when
-/// given none, so the result is the same, without the keyword parsing
-/// (a dict built and searched per object).
+/// `cls(*args, loop=slf)`, the keyword passed by name (no dict built).
+///
+/// Not `cls(*args)` while this is the running loop, though the result is
+/// the same: on 3.11 each look-up of the running loop costs a `getpid()`
+/// system call (the fork check), more than the keyword parsing saved.
 fn call_with_loop<'py>(
     slf: &Bound<'py, LoopCore>,
     cls: &Bound<'py, PyAny>,
@@ -215,22 +205,17 @@ fn call_with_loop<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
     let mut argv: SmallVec<[*mut ffi::PyObject; 3]> = args.iter().copied().collect();
-    let kwnames = if LoopCore::running_here(slf)? {
-        std::ptr::null_mut()
-    } else {
-        argv.push(slf.as_ptr());
-        LOOP_KWNAME
-            .get_or_try_init(py, || PyTuple::new(py, ["loop"]).map(Bound::unbind))?
-            .as_ptr()
-    };
+    argv.push(slf.as_ptr());
+    let kwnames =
+        LOOP_KWNAME.get_or_try_init(py, || PyTuple::new(py, ["loop"]).map(Bound::unbind))?;
     // SAFETY: `cls`, the arguments (borrowed from the caller) and `kwnames`
     // are alive for the call; `argv` holds the positional arguments, then
-    // one keyword value when `kwnames` names it. A new reference or NULL
-    // with an error comes back.
+    // the one keyword value `kwnames` names. A new reference or NULL with
+    // an error comes back.
     unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyObject_Vectorcall(cls.as_ptr(), argv.as_ptr(), args.len(), kwnames),
+            ffi::PyObject_Vectorcall(cls.as_ptr(), argv.as_ptr(), args.len(), kwnames.as_ptr()),
         )
     }
 }
