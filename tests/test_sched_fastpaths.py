@@ -2,8 +2,8 @@
 
 - `Loop` keeps `call_soon` bound in its instance dict (C Tasks look it up
   per step): a subclass override still wins, and `close()` removes it.
-- `create_future`/`create_task` leave out `loop=` only while the loop is
-  the running loop of the calling thread.
+- `create_future`/`create_task` give Future/Task this loop, whichever
+  thread calls and whatever the running loop is.
 - `get_debug` answers `self._debug`, however it was set.
 - The class half of the overridden-`time` check is cached by the class's
   version tag: changing the class later is still seen.
