@@ -111,6 +111,17 @@ unsafe fn parse<'py>(
         }
     }
 
+    // `call_later(delay, cb, *args)` / `call_at(when, cb, *args)`, all
+    // positional: the common timed shape.
+    if lead_name.is_some() && nargs >= 2 && nkw == 0 {
+        return Ok(Call {
+            lead: Some(bind(all[0])),
+            callback: bind(all[1]),
+            args: all[2..nargs].iter().map(|&p| bind(p).unbind()).collect(),
+            context: None,
+        });
+    }
+
     let mut named: [Option<Bound<'py, PyAny>>; 2] = [None, None]; // lead, callback
     let mut context = None;
     for (i, value) in all[nargs..].iter().enumerate() {

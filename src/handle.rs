@@ -26,6 +26,7 @@ use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::live::{Handles, Live};
 use crate::pyhelpers;
+use crate::traverse::{Traverse, TraverseResult};
 
 /// A callback's positional arguments, stored inline: no tuple is built to
 /// schedule a callback, and the call itself is a vectorcall.
@@ -42,6 +43,15 @@ impl Payload {
         Payload {
             callback: self.callback.clone_ref(py),
             args: self.args.iter().map(|a| a.clone_ref(py)).collect(),
+        }
+    }
+
+    /// Drop the references through `Bound` (a direct decref; dropping a
+    /// `Py` first asks a thread-local whether the GIL is held).
+    pub fn release(self, py: Python<'_>) {
+        drop(self.callback.into_bound(py));
+        for arg in self.args {
+            drop(arg.into_bound(py));
         }
     }
 
@@ -184,28 +194,7 @@ impl Handle {
         let old = std::mem::replace(&mut *self.context.borrow_mut(py), context);
         self.context_private.store(private, Relaxed);
         *self.payload.borrow_mut(py) = Some(Payload { callback, args });
-        drop(old); // None
-        Ok(())
-    }
-
-    /// Report what the handle holds to the collector: its own traverse, and
-    /// the loop's for pending handles that only the loop references.
-    pub fn visit_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(payload) = self.payload.unguarded() {
-            if let Some(p) = payload.as_ref() {
-                visit.call(&p.callback)?;
-                for arg in &p.args {
-                    visit.call(arg)?;
-                }
-            }
-        }
-        if let Some(ctx) = self.context.unguarded() {
-            visit.call(&*ctx)?;
-        }
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
+        drop(old.into_bound(py)); // None
         Ok(())
     }
 
@@ -303,6 +292,7 @@ impl Handle {
         if this.oneshot {
             Self::track_if_shared(slf);
         }
+        payload.release(py);
         outcome
     }
 
@@ -315,7 +305,7 @@ impl Handle {
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
-        let ctx_ref = this.context.borrow(py).clone_ref(py);
+        let ctx_ref = this.context.borrow(py).bind(py).clone();
         let ctx = ctx_ref.as_ptr();
         // SAFETY: `ctx` is alive (held by the handle); a type check only.
         let exact = unsafe { ffi::PyContext_CheckExact(ctx) } != 0;
@@ -437,6 +427,50 @@ impl Handle {
             info.insert(pos.min(info.len()), format!("when={when}"));
         }
         Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+impl Traverse for Payload {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        self.callback.traverse(visit)?;
+        self.args.iter().try_for_each(|a| a.traverse(visit))
+    }
+}
+
+/// What a handle holds: reported by its own traverse, and by the loop's for
+/// pending handles that only the loop references (see `OwnedEdge`).
+impl Traverse for Handle {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (
+            &self.payload,
+            &self.context,
+            &self.loop_,
+            &self.source_traceback,
+        )
+            .traverse(visit)
+    }
+}
+
+/// An owner's edge to a handle it keeps (the loop's ready queue, timer
+/// heap, pool and fd registrations). A tracked handle is visited itself;
+/// an untracked one only the owner references has its contents reported as
+/// the owner's own (the collector cannot see through it); an untracked one
+/// that others also hold is reported by none (see `track_if_shared`).
+pub struct OwnedEdge<'a>(pub &'a Py<Handle>);
+
+impl Traverse for OwnedEdge<'_> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        let ptr = self.0.as_ptr();
+        // SAFETY: reading the GC flag and refcount of an object we keep alive.
+        let (tracked, refcnt) =
+            unsafe { (ffi::PyObject_GC_IsTracked(ptr) != 0, ffi::Py_REFCNT(ptr)) };
+        if tracked {
+            visit.call(self.0)
+        } else if refcnt == 1 {
+            self.0.get().traverse(visit)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -578,7 +612,7 @@ impl Handle {
 
     /// Only called once the handle is tracked again (see `track_if_shared`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.visit_contents(&visit)
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {

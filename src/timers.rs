@@ -1,17 +1,21 @@
 //! The timer heap behind `call_later`/`call_at`.
 //!
-//! A binary min-heap ordered by `(when, sequence)`: equal deadlines fire in
-//! the order they were scheduled. Cancelled timers are counted; when they are
+//! A 4-ary min-heap ordered by `(when, sequence)`: equal deadlines fire in
+//! the order they were scheduled. Four children per node halve the depth of
+//! a binary heap; with many timers each level is a cache miss, and popping
+//! the due timers was a sixth of `call_later`'s time (perf, 200k timers). Cancelled timers are counted; when they are
 //! more than half of a heap of over 100 entries the heap is rebuilt without
 //! them (asyncio's rule), otherwise they are dropped as they reach the top.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use pyo3::prelude::*;
 
-use crate::handle::TimerHandle;
+use pyo3::gc::PyVisit;
+
+use crate::handle::{Handle, OwnedEdge, TimerHandle};
+use crate::traverse::{Traverse, TraverseResult};
 
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
@@ -43,9 +47,87 @@ impl Ord for Entry {
     }
 }
 
+/// A min-heap with four children per node (`Entry`'s `Ord` is reversed
+/// for a max-heap: here `a > b` means `a` fires first).
+#[derive(Default)]
+struct QuadHeap(Vec<Entry>);
+
+impl QuadHeap {
+    fn from_vec(v: Vec<Entry>) -> QuadHeap {
+        let mut heap = QuadHeap(v);
+        let n = heap.0.len();
+        if n > 1 {
+            for i in (0..=(n - 2) / 4).rev() {
+                heap.sift_down(i);
+            }
+        }
+        heap
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn peek(&self) -> Option<&Entry> {
+        self.0.first()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.0.push(entry);
+        let mut i = self.0.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if self.0[i] <= self.0[parent] {
+                break;
+            }
+            self.0.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        let last = self.0.pop()?;
+        if self.0.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.0[0], last);
+        self.sift_down(0);
+        Some(top)
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.0.len();
+        loop {
+            let first = 4 * i + 1;
+            if first >= n {
+                return;
+            }
+            let mut best = first;
+            for c in first + 1..(first + 4).min(n) {
+                if self.0[c] > self.0[best] {
+                    best = c;
+                }
+            }
+            if self.0[best] <= self.0[i] {
+                return;
+            }
+            self.0.swap(i, best);
+            i = best;
+        }
+    }
+
+    fn into_vec(self) -> Vec<Entry> {
+        self.0
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Entry> {
+        self.0.iter()
+    }
+}
+
 #[derive(Default)]
 pub struct TimerHeap {
-    heap: BinaryHeap<Entry>,
+    heap: QuadHeap,
     seq: u64,
     cancelled: usize,
 }
@@ -83,9 +165,10 @@ impl TimerHeap {
             && self.cancelled as f64 / count as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
             let (keep, drop): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.heap)
+                .into_vec()
                 .into_iter()
                 .partition(|e| !is_cancelled(e));
-            self.heap = BinaryHeap::from(keep);
+            self.heap = QuadHeap::from_vec(keep);
             removed = drop;
             self.cancelled = 0;
         } else {
@@ -127,6 +210,19 @@ impl TimerHeap {
 
     pub fn handles(&self) -> impl Iterator<Item = &Py<TimerHandle>> {
         self.heap.iter().map(|e| &e.handle)
+    }
+}
+
+/// Pending timers are the loop's own edges (see `OwnedEdge`).
+impl Traverse for TimerHeap {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        self.handles().try_for_each(|timer| {
+            // SAFETY: `Py<T>` is a transparent pointer, and a TimerHandle
+            // object is a Handle object (its base class, same layout prefix).
+            let base: &Py<Handle> =
+                unsafe { &*(timer as *const Py<TimerHandle>).cast::<Py<Handle>>() };
+            OwnedEdge(base).traverse(visit)
+        })
     }
 }
 
@@ -181,6 +277,64 @@ mod tests {
             // -inf, then 1.0 (pushed second), 1.0 (fourth), 2.0, 3.0.
             assert_eq!(order, vec![4, 1, 3, 2, 0]);
             assert_eq!(heap.len(), 0);
+        });
+    }
+
+    #[test]
+    fn many_timers_come_out_sorted_and_fifo_among_equals() {
+        with_loop(|py, lp| {
+            let mut heap = TimerHeap::default();
+            let mut pushed: Vec<(f64, usize)> = Vec::new();
+            let mut out: Vec<(f64, usize)> = Vec::new();
+            let mut ids: Vec<Py<TimerHandle>> = Vec::new();
+            let mut state: u64 = 12345;
+            let mut next = || {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                state >> 33
+            };
+            let find = |ids: &[Py<TimerHandle>], t: &Py<TimerHandle>| {
+                ids.iter()
+                    .position(|h| h.as_ptr() == t.as_ptr())
+                    .expect("ours")
+            };
+            for round in 0..40 {
+                for _ in 0..50 {
+                    let when = (next() % 64) as f64; // many equal deadlines
+                    let t = timer(py, lp, when);
+                    pushed.push((when, ids.len()));
+                    heap.push(when, t.clone_ref(py));
+                    ids.push(t);
+                }
+                // Pop everything due at or before `round` so far.
+                while let Some(t) = heap.pop_due(f64::from(round) + 0.5) {
+                    let i = find(&ids, &t);
+                    out.push((pushed[i].0, i));
+                }
+            }
+            while let Some(t) = heap.pop_due(f64::INFINITY) {
+                let i = find(&ids, &t);
+                out.push((pushed[i].0, i));
+            }
+            assert_eq!(out.len(), pushed.len());
+            // Interleaved pushes and pops: every timer comes out once.
+            let mut seen: Vec<usize> = out.iter().map(|&(_, i)| i).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..pushed.len()).collect::<Vec<_>>());
+            // A heap filled at once drains in (when, push order).
+            let mut heap2 = TimerHeap::default();
+            let mut expect: Vec<(f64, usize)> = Vec::new();
+            for (k, &(w, _)) in pushed.iter().enumerate().take(500) {
+                heap2.push(w, ids[k].clone_ref(py));
+                expect.push((w, k));
+            }
+            expect.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut got = Vec::new();
+            while let Some(t) = heap2.pop_due(f64::INFINITY) {
+                got.push(find(&ids, &t));
+            }
+            assert_eq!(got, expect.iter().map(|&(_, k)| k).collect::<Vec<_>>());
         });
     }
 

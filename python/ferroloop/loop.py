@@ -122,6 +122,21 @@ class Loop(LoopCore, _SelectorLoop):
         self._acceptors: dict[socket.socket, Acceptor] = {}
         _live_loops.add(self)
         self._set_quiet_fd(self._ssock.fileno())
+        self._bind_call_soon()
+
+    def _bind_call_soon(self) -> None:
+        """Keep `self.call_soon` bound in the instance dict.
+
+        CPython's C Task and Future schedule each step and each done
+        callback with `getattr(loop, "call_soon")(...)`, and that lookup
+        builds a new bound method object every time (Python code's
+        `loop.call_soon(...)` does not: it calls the method unbound). The
+        same bound method, kept, saves an allocation per task step. Not when
+        a subclass overrides `call_soon`; the entry goes at `close()` (the
+        loop is already in a cycle through its selector until then).
+        """
+        if type(self).call_soon is LoopCore.call_soon:
+            self.__dict__["call_soon"] = self.call_soon
 
     # -- signals -------------------------------------------------------------
     # While a signal handler is installed, signals write to asyncio's
@@ -366,3 +381,5 @@ class Loop(LoopCore, _SelectorLoop):
             self._child_watcher.close()
         super().close()
         self._close_core()
+        if self.__dict__.get("call_soon") == LoopCore.call_soon.__get__(self):
+            del self.__dict__["call_soon"]  # ours, not one a test put there

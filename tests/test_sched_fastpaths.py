@@ -1,0 +1,156 @@
+"""The scheduling fast paths keep asyncio's behaviour.
+
+- `Loop` keeps `call_soon` bound in its instance dict (C Tasks look it up
+  per step): a subclass override still wins, and `close()` removes it.
+- `create_future`/`create_task` give Future/Task this loop, whichever
+  thread calls and whatever the running loop is.
+- `get_debug` answers `self._debug`, however it was set.
+- The class half of the overridden-`time` check is cached by the class's
+  version tag: changing the class later is still seen.
+"""
+
+import asyncio
+import contextvars
+import threading
+
+import ferroloop
+
+
+def test_call_soon_is_bound_to_the_loop_until_close():
+    loop = ferroloop.new_event_loop()
+    try:
+        assert loop.call_soon.__self__ is loop
+        assert loop.call_soon.__name__ == "call_soon"
+    finally:
+        loop.close()
+    assert "call_soon" not in vars(loop)
+
+
+def test_close_keeps_a_call_soon_set_by_user_code():
+    loop = ferroloop.new_event_loop()
+    mine = object()
+    loop.call_soon = mine
+    loop.close()
+    assert loop.call_soon is mine
+
+
+def test_subclass_call_soon_sees_task_steps():
+    seen = []
+
+    class Counting(ferroloop.Loop):
+        def call_soon(self, callback, *args, context=None):
+            seen.append(callback)
+            return super().call_soon(callback, *args, context=context)
+
+    loop = Counting()
+    try:
+        assert "call_soon" not in vars(loop)
+
+        async def main():
+            await asyncio.sleep(0)
+            return 7
+
+        assert loop.run_until_complete(main()) == 7
+        assert len(seen) >= 2  # the task's first step and the one after sleep(0)
+    finally:
+        loop.close()
+
+
+def test_create_future_outside_and_inside_the_loop():
+    loop = ferroloop.new_event_loop()
+    try:
+        assert loop.create_future().get_loop() is loop
+
+        box = []
+        thread = threading.Thread(target=lambda: box.append(loop.create_future()))
+        thread.start()
+        thread.join()
+        assert box[0].get_loop() is loop
+
+        async def main():
+            return loop.create_future().get_loop(), asyncio.get_running_loop()
+
+        fut_loop, running = loop.run_until_complete(main())
+        assert fut_loop is loop and running is loop
+    finally:
+        loop.close()
+
+
+def test_create_future_when_the_running_loop_was_unset():
+    """A callback that unsets the running loop (as some nesting helpers do)
+    still gets a future of this loop, not of the policy's loop."""
+    loop = ferroloop.new_event_loop()
+    try:
+        box = []
+
+        def cb():
+            asyncio.events._set_running_loop(None)
+            try:
+                box.append(loop.create_future())
+                box.append(loop.create_task(asyncio.sleep(0)))
+            finally:
+                asyncio.events._set_running_loop(loop)
+            loop.stop()
+
+        loop.call_soon(cb)
+        loop.run_forever()
+        assert box[0].get_loop() is loop
+        assert box[1].get_loop() is loop
+        loop.run_until_complete(box[1])
+    finally:
+        loop.close()
+
+
+def test_create_task_keywords_still_pass():
+    loop = ferroloop.new_event_loop()
+    var = contextvars.ContextVar("var", default="outside")
+    try:
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "inside")
+
+        async def main():
+            return var.get()
+
+        async def outer():
+            task = loop.create_task(main(), name="named", context=ctx)
+            assert task.get_name() == "named"
+            return await task
+
+        assert loop.run_until_complete(outer()) == "inside"
+    finally:
+        loop.close()
+
+
+def test_get_debug_reads_the_attribute():
+    loop = ferroloop.new_event_loop()
+    try:
+        assert loop.get_debug() is False
+        loop.set_debug(True)
+        assert loop.get_debug() is True
+        loop._debug = False
+        assert loop.get_debug() is False
+        fut = loop.create_future()
+        assert fut._source_traceback is None
+    finally:
+        loop.close()
+
+
+def test_time_patched_on_the_class_after_the_first_timer():
+    class Shifted(ferroloop.Loop):
+        pass
+
+    loop = Shifted()
+    try:
+        h = loop.call_later(10, lambda: None)
+        assert abs(h.when() - (loop.time() + 10)) < 1
+        h.cancel()
+        Shifted.time = lambda self: 1000.0
+        h = loop.call_later(10, lambda: None)
+        assert h.when() == 1010.0
+        h.cancel()
+        del Shifted.time
+        h = loop.call_later(10, lambda: None)
+        assert abs(h.when() - (loop.time() + 10)) < 1
+        h.cancel()
+    finally:
+        loop.close()
