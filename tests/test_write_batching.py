@@ -246,3 +246,24 @@ def test_write_from_a_signal_handler_is_not_held_back(loop):
             signal.signal(signal.SIGUSR1, old)
 
     assert _run(loop, body) == [b"signalled"]
+
+
+def test_unsendable_buffer_after_a_batched_write_is_a_fatal_error(loop):
+    """asyncio had sent the first write, so its buffer is empty and `send`
+    of a non-contiguous view fails: a fatal error, not an exception from
+    `write()`; what was written before still reaches the peer."""
+    seen = []  # what the handler saw, without the transport (kept past the test)
+    loop.set_exception_handler(lambda lp, ctx: seen.append((ctx["message"], type(ctx["exception"]))))
+
+    async def body(tr, proto, peer):
+        tr.write(b"sent first")
+        tr.write(memoryview(b"abcdef")[::2])
+        data = await loop.run_in_executor(None, _read_exactly, peer, 10)
+        for _ in range(20):
+            if proto.lost:
+                break
+            await asyncio.sleep(0.01)
+        return data, [type(e) for e in proto.lost]
+
+    assert _run(loop, body) == (b"sent first", [BufferError])
+    assert seen == [("Fatal write error on socket transport", BufferError)]

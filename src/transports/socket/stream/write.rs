@@ -257,6 +257,8 @@ impl StreamTransportCore {
             return Ok(());
         };
 
+        // Batched bytes are as good as sent: asyncio's buffer would be empty.
+        let batched = this.st.borrow(py).kind.batched;
         // bytes are read in place; other buffers through an export.
         let view;
         let bytes: &[u8] = match data.cast::<PyBytes>() {
@@ -265,8 +267,9 @@ impl StreamTransportCore {
                 view = match BufferView::new(data, false) {
                     Ok(view) => view,
                     // A buffer `send` cannot take (a non-contiguous view):
-                    // asyncio's `sock.send` fails, and that is a fatal error.
-                    Err(e) if buffer_empty => return Self::write_failed(slf, e),
+                    // asyncio's `sock.send` fails, and that is a fatal error
+                    // (which sends the batch first, as asyncio had).
+                    Err(e) if buffer_empty || batched => return Self::write_failed(slf, e),
                     Err(e) => return Err(e),
                 };
                 // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
@@ -274,7 +277,7 @@ impl StreamTransportCore {
             }
         };
         let mut buffer_empty = buffer_empty;
-        if buffer_empty || this.st.borrow(py).kind.batched {
+        if buffer_empty || batched {
             if this.batch(slf.as_any(), data, bytes)? {
                 return Ok(());
             }
