@@ -553,6 +553,32 @@ def test_set_protocol_switches_callbacks(loop, tmp_path):
     run(loop, main())
 
 
+def test_tcp_nodelay_follows_the_socket_objects_proto(loop):
+    """asyncio sets TCP_NODELAY only when the socket object's recorded
+    proto is IPPROTO_TCP: a listener made with proto 0 (``socket.socket()``)
+    gives accepted sockets proto 0, and those keep Nagle; the listeners
+    asyncio makes itself (proto from getaddrinfo) give proto 6."""
+
+    async def main():
+        results = {}
+        for name, proto in (("proto 0", 0), ("proto 6", socket.IPPROTO_TCP)):
+            lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+            lsock.bind(("127.0.0.1", 0))
+            srv = Collect(loop)
+            server = await loop.create_server(srv, sock=lsock)
+            async with server:
+                raw = socket.create_connection(lsock.getsockname())
+                st = (await srv.first()).transport
+                sock = st.get_extra_info("socket")
+                results[name] = (sock.proto, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+                st.close()
+                raw.close()
+                await asyncio.sleep(0.01)
+        return results
+
+    assert run(loop, main()) == {"proto 0": (0, False), "proto 6": (socket.IPPROTO_TCP, True)}
+
+
 def test_tcp_nodelay_is_set(loop):
     async def main():
         srv = Collect(loop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from asyncio import base_events, constants, transports, trsock
+from asyncio import constants, transports, trsock
 from asyncio.transports import _FlowControlMixin
 
 from ._compat import SERVER_ATTACH_TAKES_TRANSPORT
@@ -191,7 +191,7 @@ class TcpTransport(_CoreWriteEof, _SocketTransport):
                 server._attach(self)
             else:
                 server._attach()
-        base_events._set_nodelay(sock)
+        core._set_nodelay()  # asyncio's base_events._set_nodelay(sock), natively
         core.start(waiter)
 
     @property

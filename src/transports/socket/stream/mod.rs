@@ -16,16 +16,49 @@ use std::os::fd::RawFd;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 use super::base::{Kind, SocketCore};
 use crate::compat;
 use crate::event_loop::LoopCore;
+use crate::pyhelpers::os_error;
 use crate::transports::write_buffer::WriteBuffer;
 use crate::traverse::{Traverse, TraverseResult};
 
 mod batch;
 mod read;
 mod write;
+
+static RAW_SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `_socket.socket.<name>.__get__(sock)`: the attribute as the C type has
+/// it (an int), past `socket.socket`'s enum-converting property.
+fn raw_socket_attr(py: Python<'_>, sock: &Bound<'_, PyAny>, name: &str) -> PyResult<i32> {
+    let base = RAW_SOCKET_TYPE.import(py, "_socket", "socket")?;
+    base.getattr(name)?
+        .call_method1(intern!(py, "__get__"), (sock, base))?
+        .extract()
+}
+
+fn set_nodelay(fd: RawFd) -> PyResult<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int for the call's duration; a bad fd is
+    // reported through errno.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(os_error(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
 
 pub use batch::flush_batched;
 
@@ -96,6 +129,29 @@ impl StreamTransportCore {
             ..Stream::default()
         };
         SocketCore::new(loop_, sock, fd, protocol, owner, context, stream).map(StreamTransportCore)
+    }
+
+    /// asyncio's `base_events._set_nodelay(sock)`: `TCP_NODELAY` on when
+    /// the socket object says it is TCP (family `AF_INET`/`AF_INET6`, type
+    /// `SOCK_STREAM`, proto `IPPROTO_TCP`, as it recorded them: an accepted
+    /// socket has its listener's proto, so a listener made with proto 0
+    /// gives sockets asyncio leaves alone). The `socket` module's own
+    /// `family`/`type` getters are read, without the enum conversion of
+    /// `socket.socket`'s properties, which cost more than the syscall.
+    fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(sock) = self.sock(py) else {
+            return Ok(());
+        };
+        let proto: i64 = sock.getattr(intern!(py, "proto"))?.extract()?;
+        if proto != i64::from(libc::IPPROTO_TCP) {
+            return Ok(());
+        }
+        let family: i32 = raw_socket_attr(py, &sock, "family")?;
+        let kind: i32 = raw_socket_attr(py, &sock, "type")?;
+        if !matches!(family, libc::AF_INET | libc::AF_INET6) || kind != libc::SOCK_STREAM {
+            return Ok(());
+        }
+        set_nodelay(self.live_fd(py)?)
     }
 
     #[getter]
