@@ -31,6 +31,7 @@ mod read;
 mod write;
 
 static RAW_SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ASYNCIO_SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `_socket.socket.<name>.__get__(sock)`: the attribute as the C type has
 /// it (an int), past `socket.socket`'s enum-converting property.
@@ -138,10 +139,18 @@ impl StreamTransportCore {
     /// gives sockets asyncio leaves alone). The `socket` module's own
     /// `family`/`type` getters are read, without the enum conversion of
     /// `socket.socket`'s properties, which cost more than the syscall.
+    /// Anything else (a mock in a test, a wrapper) gets asyncio's function.
     fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
         let Some(sock) = self.sock(py) else {
             return Ok(());
         };
+        // The object's own type, not `__class__` (which a mock can fake).
+        let raw_type = RAW_SOCKET_TYPE.import(py, "_socket", "socket")?;
+        if !sock.get_type().is_subclass(raw_type)? {
+            let set_nodelay =
+                ASYNCIO_SET_NODELAY.import(py, "asyncio.base_events", "_set_nodelay")?;
+            return set_nodelay.call1((sock,)).map(drop);
+        }
         let proto: i64 = sock.getattr(intern!(py, "proto"))?.extract()?;
         if proto != i64::from(libc::IPPROTO_TCP) {
             return Ok(());
