@@ -4,12 +4,14 @@
 //! Every rule is asyncio's: `connection_made` is scheduled first, reading
 //! starts one callback later (so `pause_reading()` in `connection_made`
 //! holds), `eof_received()`'s result decides between half-close and close,
-//! `write()` tries `send` at once and buffers only the rest, flushed with one
-//! `sendmsg` per writability event; `pause_writing`/`resume_writing` follow
-//! the watermarks; `close()` flushes, `abort()` does not.
+//! `write()` sends before the writing callback returns (`batch`) and
+//! buffers only what the kernel refuses, flushed with one `sendmsg` per
+//! writability event; `pause_writing`/`resume_writing` follow the
+//! watermarks; `close()` flushes, `abort()` does not.
 //!
 //! - `read`: `data_received` (or the `BufferedProtocol` calls) and EOF.
 //! - `write`: `write`, `writelines`, `write_eof`, the sendfile waiter.
+//! - `batch`: one callback's writes to an idle transport, in one `sendmsg`.
 
 use std::os::fd::RawFd;
 
