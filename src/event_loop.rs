@@ -27,6 +27,7 @@ use pyo3::{intern, PyTraverseError};
 use smallvec::SmallVec;
 
 use crate::clock;
+use crate::context::SnapshotCache;
 use crate::gil_cell::GilCell;
 use crate::handle::{Handle, OwnedEdge, TimerHandle};
 use crate::pyhelpers::os_error;
@@ -109,6 +110,8 @@ pub struct LoopCore {
     has_batched: AtomicBool,
     /// The thread inside `_run_core` (`pthread_self`), while `running`.
     loop_thread: AtomicU64,
+    /// The context snapshot pending one-shot handles share (`context.rs`).
+    snapshot: SnapshotCache,
 }
 
 const FDS_UNKNOWN: u8 = 0;
@@ -125,6 +128,12 @@ impl LoopCore {
     #[inline]
     pub fn is_debug(&self) -> bool {
         self.debug.load(Relaxed)
+    }
+
+    /// The context for a new one-shot handle without `context=`, and
+    /// whether it is a shared snapshot (see `context.rs`).
+    pub fn context_snapshot(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, bool)> {
+        self.snapshot.context(py)
     }
 
     pub fn timer_cancelled(&self, py: Python<'_>) {
@@ -324,6 +333,7 @@ impl LoopCore {
             batched_writes: GilCell::new(Vec::new()),
             has_batched: AtomicBool::new(false),
             loop_thread: AtomicU64::new(0),
+            snapshot: SnapshotCache::new(),
         })
     }
 
@@ -446,6 +456,7 @@ impl LoopCore {
         this.fds_changed();
         let pool = this.pool.borrow_mut(py).take();
         drop(pool);
+        this.snapshot.clear(py);
         this.reactor.close(py);
         for item in &ready {
             if let Ready::Native(h) = item {
@@ -485,10 +496,6 @@ impl LoopCore {
             // SAFETY: reading the refcount of an object we hold.
             if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } > 2 {
                 Handle::track_shared(h.bind(py));
-            } else {
-                // Reported through the loop's traverse, which can only see
-                // into the context if the collector tracks it.
-                h.get().track_context();
             }
         }
     }
@@ -507,7 +514,14 @@ impl LoopCore {
     /// ones only the loop references are reported as part of the loop, so
     /// a dropped, unclosed loop with pending callbacks is still collected.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        (&self.ready, &self.timers, &self.pool, &self.reactor).traverse(&visit)
+        (
+            &self.ready,
+            &self.timers,
+            &self.pool,
+            &self.reactor,
+            &self.snapshot,
+        )
+            .traverse(&visit)
     }
 
     fn __clear__(&self) {
@@ -519,6 +533,7 @@ impl LoopCore {
         let fds = self.reactor.take_all_unguarded();
         self.fds_changed();
         let pool = self.pool.unguarded().map(|mut p| p.take());
-        drop((ready, timers, fds, pool));
+        let snapshot = self.snapshot.take_unguarded();
+        drop((ready, timers, fds, pool, snapshot));
     }
 }

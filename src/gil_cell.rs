@@ -47,12 +47,6 @@ impl<T> GilCell<T> {
         self.0.try_borrow()
     }
 
-    /// Exclusive access through `&mut` (e.g. in `Drop`): no borrow check.
-    #[inline]
-    pub fn get_mut(&mut self) -> &mut T {
-        self.0.get_mut()
-    }
-
     /// Access for the garbage collector hooks, which hold the GIL but get no
     /// `Python` token. Returns `None` while a mutable borrow is active.
     #[inline]

@@ -22,6 +22,7 @@ use pyo3::{intern, PyTraverseError};
 use smallvec::SmallVec;
 
 use crate::compat;
+use crate::context;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::live::{Handles, Live};
@@ -64,8 +65,8 @@ impl Payload {
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
     payload: GilCell<Option<Payload>>,
-    /// A `GilCell` only so that a recycled handle (see `recycle`) can take
-    /// a new one; otherwise set once.
+    /// A `GilCell` so that a handle can trade a shared snapshot for its own
+    /// copy (see `context.rs`) and a recycled one can take a new context.
     context: GilCell<Py<PyAny>>,
     loop_: Py<LoopCore>,
     cancelled: AtomicBool,
@@ -76,8 +77,9 @@ pub struct Handle {
     /// `call_soon`/`call_later` handles run once; fd handles (`add_reader`)
     /// run on every readiness and stay owned by the reactor.
     oneshot: bool,
-    /// The context is our own untracked copy, not yet seen by Python code.
-    context_private: AtomicBool,
+    /// `context` is a snapshot shared with other pending handles: it is
+    /// copied before it is entered or shown (see `context.rs`).
+    context_shared: AtomicBool,
     /// A `call_soon_threadsafe` handle on 3.14+ (asyncio's `_ThreadSafeHandle`):
     /// `cancel()`/`cancelled()` from another thread wait while it runs.
     threadsafe: AtomicBool,
@@ -118,12 +120,11 @@ impl Handle {
         debug: bool,
         oneshot: bool,
     ) -> PyResult<Handle> {
-        // fd handles are tracked from the start (they live as long as their
-        // registration), and so is their context.
-        let (context, private) = match context {
+        // fd handles run many times in one context of their own.
+        let (context, shared) = match context {
             Some(ctx) if !ctx.is_none(py) => (ctx, false),
-            _ if oneshot => (private_context_copy(py)?, true),
-            _ => (copy_context(py)?, false),
+            _ if oneshot => loop_.get().context_snapshot(py)?,
+            _ => (context::copy_current(py)?, false),
         };
         let source_traceback = if debug {
             Some(pyhelpers::extract_stack(py)?)
@@ -138,17 +139,54 @@ impl Handle {
             source_traceback,
             cancelled_repr: GilCell::new(None),
             oneshot,
-            context_private: AtomicBool::new(private),
+            context_shared: AtomicBool::new(shared),
             threadsafe: AtomicBool::new(false),
             running_in: AtomicU64::new(0),
             _live: Live::new(),
         })
     }
 
-    /// The context, back under the cycle collector now that Python sees it.
-    fn expose_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.track_context();
-        self.context.borrow(py).clone_ref(py)
+    /// The handle's own context: a shared snapshot is first traded for a
+    /// copy, which the handle keeps (`get_context()` is stable, and shows
+    /// what the callback set once it ran).
+    fn own_context<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (context, snapshot) = self.take_own_context(py)?;
+        // After the borrow: the last reference to a snapshot may free a
+        // variable's value.
+        drop(snapshot);
+        Ok(context)
+    }
+
+    /// `own_context`, also returning the snapshot it replaced, if any.
+    fn take_own_context<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)> {
+        if !self.context_shared.load(Relaxed) {
+            return Ok((self.context.borrow(py).bind(py).clone(), None));
+        }
+        let copy = context::own_copy(self.context.borrow(py).bind(py))?;
+        let snapshot = std::mem::replace(&mut *self.context.borrow_mut(py), copy.clone().unbind());
+        self.context_shared.store(false, Relaxed);
+        Ok((copy, Some(snapshot)))
+    }
+
+    /// After a run in a copy of `snapshot`: if nothing can tell the copy
+    /// from a fresh one (no variable set, no reference or weak reference
+    /// kept), go back to the snapshot and let the copy return to CPython's
+    /// free list. Keeping a copy per handle that Python code holds would
+    /// make every run allocate an object that lives on, and the collector
+    /// run over them.
+    fn settle_context(&self, py: Python<'_>, copy: Bound<'_, PyAny>, snapshot: Py<PyAny>) {
+        if !context::untouched_copy(&copy, snapshot.bind(py)) {
+            drop(copy);
+            drop(snapshot);
+            return;
+        }
+        let own = std::mem::replace(&mut *self.context.borrow_mut(py), snapshot);
+        self.context_shared.store(true, Relaxed);
+        drop(own);
+        drop(copy);
     }
 
     /// Whether a handle that has just run can be reused for another
@@ -169,10 +207,7 @@ impl Handle {
     pub fn strip(&self, py: Python<'_>) -> (Option<Payload>, Py<PyAny>) {
         let payload = self.payload.borrow_mut(py).take();
         let context = std::mem::replace(&mut *self.context.borrow_mut(py), py.None());
-        // CPython's context dealloc assumes a tracked object.
-        if self.context_private.swap(false, Relaxed) {
-            track_object(context.as_ptr());
-        }
+        self.context_shared.store(false, Relaxed);
         *self.cancelled_repr.borrow_mut(py) = None;
         self.cancelled.store(false, Relaxed);
         self.threadsafe.store(false, Relaxed);
@@ -187,31 +222,21 @@ impl Handle {
         args: Args,
         context: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let (context, private) = match context {
+        let (context, shared) = match context {
             Some(ctx) if !ctx.is_none(py) => (ctx, false),
-            _ => (private_context_copy(py)?, true),
+            _ => self.loop_.get().context_snapshot(py)?,
         };
         let old = std::mem::replace(&mut *self.context.borrow_mut(py), context);
-        self.context_private.store(private, Relaxed);
+        self.context_shared.store(shared, Relaxed);
         *self.payload.borrow_mut(py) = Some(Payload { callback, args });
         drop(old.into_bound(py)); // None
         Ok(())
     }
 
-    /// Hand the handle and its private context back to the collector, once
-    /// Python code may hold the handle in a cycle (see `untracked`).
+    /// Hand the handle back to the collector, once Python code may hold
+    /// it in a cycle (see `untracked`).
     pub fn track_shared(slf: &Bound<'_, Handle>) {
-        slf.get().track_context();
         track_object(slf.as_ptr());
-    }
-
-    /// Put a private context copy back under the collector.
-    pub fn track_context(&self) {
-        if self.context_private.swap(false, Relaxed) {
-            if let Some(ctx) = self.context.unguarded() {
-                track_object(ctx.as_ptr());
-            }
-        }
     }
 
     /// After a one-shot run, or when the loop lets go of a pending handle:
@@ -305,7 +330,7 @@ impl Handle {
         // SAFETY: all pointers are owned references kept alive by `callback`,
         // `args` and `this.context` for the whole call; we hold the GIL. This
         // is exactly what `Context.run` does: enter, call, exit.
-        let ctx_ref = this.context.borrow(py).bind(py).clone();
+        let (ctx_ref, snapshot) = this.take_own_context(py)?;
         let ctx = ctx_ref.as_ptr();
         // SAFETY: `ctx` is alive (held by the handle); a type check only.
         let exact = unsafe { ffi::PyContext_CheckExact(ctx) } != 0;
@@ -346,6 +371,11 @@ impl Handle {
                 }
             }
         };
+        // A handle about to be dropped or recycled keeps its copy.
+        match snapshot {
+            Some(snapshot) if !taken => this.settle_context(py, ctx_ref, snapshot),
+            other => drop((ctx_ref, other)),
+        }
         if !result.is_null() {
             // SAFETY: a non-null result of PyObject_Call is a new reference.
             unsafe { ffi::Py_DECREF(result) };
@@ -490,18 +520,6 @@ pub fn untracked<T: pyo3::PyClass>(obj: Py<T>) -> Py<T> {
     obj
 }
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // CPython's context dealloc assumes a tracked object: hand a private
-        // context back to the collector before our reference goes away.
-        if *self.context_private.get_mut() {
-            // SAFETY: we run inside the handle's tp_dealloc, with the GIL held,
-            // and `self.context` is alive until this struct's fields drop.
-            unsafe { ffi::PyObject_GC_Track(self.context.get_mut().as_ptr().cast()) };
-        }
-    }
-}
-
 /// Whether the caller's reference to `ptr` (a live object of ours) is the
 /// only way to reach it: refcount 1 and no weak reference.
 fn sole_owner(ptr: *mut ffi::PyObject) -> bool {
@@ -532,24 +550,6 @@ fn track_object(ptr: *mut ffi::PyObject) {
     }
 }
 
-/// A copy of the current context that only this handle will see: kept out of
-/// the cycle collector (one per `call_soon` otherwise floods it) until Python
-/// code gets hold of it through `get_context()`.
-fn private_context_copy(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let ctx = copy_context(py)?;
-    // SAFETY: a fresh context we own; untracking only hides it from cycle
-    // detection. `expose_context` tracks it again before anyone else sees it.
-    unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
-    Ok(ctx)
-}
-
-/// `contextvars.copy_context()` through the C API.
-pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
-    // exception set; `from_owned_ptr_or_err` handles both.
-    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()).map(Bound::unbind) }
-}
-
 #[pymethods]
 impl Handle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -562,8 +562,8 @@ impl Handle {
         self.is_cancelled()
     }
 
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.expose_context(py)
+    fn get_context(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.own_context(py).map(Bound::unbind)
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -592,8 +592,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.expose_context(py)
+    fn _context(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.own_context(py).map(Bound::unbind)
     }
 
     #[getter]

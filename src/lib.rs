@@ -3,6 +3,7 @@
 //! - `event_loop`: the scheduler (`LoopCore`): ready queue, timers, run loop.
 //! - `fastcall`: vectorcall entry points of the scheduling methods.
 //! - `handle`: `Handle`/`TimerHandle`, the callbacks the loop runs.
+//! - `context`: the context snapshots pending handles share.
 //! - `timers`: the timer heap.
 //! - `reactor`: fd registrations and the poll (mio, level-triggered epoll).
 //! - `sock_ops`: native `sock_recv`, `sock_recv_into`, `sock_sendall`.
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 
 mod clock;
 mod compat;
+mod context;
 mod event_loop;
 mod fastcall;
 mod fd_watch;
@@ -43,6 +45,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     live::init();
     m.add_function(wrap_pyfunction!(live::_live_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(context::_shares_context_snapshots, m)?)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;

@@ -266,3 +266,170 @@ def test_signal_handler_context(loop):
     finally:
         loop.remove_signal_handler(signal.SIGUSR1)
     assert seen == ["at-add-signal-handler"]
+
+
+# Pending one-shot handles share one snapshot of the caller's context and
+# copy it when they run (src/context.rs). Nothing of that may show: each
+# test below pins what asyncio does, on both loops.
+
+
+def ctx_of(handle):
+    """The handle's context (``get_context()`` is 3.12+)."""
+    return handle._context
+
+
+def test_snapshots_are_shared_on_this_interpreter():
+    # The layout probe (src/context.rs) passes on every supported CPython;
+    # if it stopped passing, the tests above would still pass, only slower.
+    from ferroloop import _ferroloop
+
+    assert _ferroloop._shares_context_snapshots() is True
+
+
+def test_callbacks_queued_together_do_not_share_a_context(loop):
+    seen = []
+
+    def setter():
+        var.set("set-by-first")
+
+    def reader():
+        seen.append(var.get())
+
+    for _ in range(3):
+        loop.call_soon(setter)
+        loop.call_soon(reader)
+        loop.call_later(0, reader)
+    loop.call_soon_threadsafe(reader)
+    run_iterations(loop, 2)
+    assert seen == ["default"] * 7
+
+
+def test_get_context_is_the_context_the_callback_ran_in(loop):
+    fresh = contextvars.ContextVar("fresh")
+    ran_in = []
+
+    def cb():
+        ran_in.append(contextvars.copy_context())
+        fresh.set("set-in-callback")
+
+    handles = [loop.call_soon(cb), loop.call_later(0, cb), loop.call_soon(cb)]
+    before = ctx_of(handles[2])
+    assert before is ctx_of(handles[2])
+    run_iterations(loop, 2)
+    for h in handles:
+        ctx = ctx_of(h)
+        assert ctx is ctx_of(h)
+        assert ctx[fresh] == "set-in-callback"
+    assert ctx_of(handles[2]) is before
+    assert ctx_of(handles[0]) is not ctx_of(handles[1])
+    assert [fresh in c for c in ran_in] == [False] * 3
+
+
+def test_context_seen_inside_the_callback_is_kept(loop):
+    seen = {}
+
+    def cb():
+        seen["inside"] = ctx_of(handle)
+
+    handle = loop.call_soon(cb)
+    run_iterations(loop, 1)
+    assert ctx_of(handle) is seen["inside"]
+
+
+def test_weak_reference_to_the_running_context_stays_valid(loop):
+    import weakref
+
+    refs = []
+
+    def cb():
+        refs.append(weakref.ref(ctx_of(handle)))
+
+    handle = loop.call_soon(cb)
+    run_iterations(loop, 1)
+    assert refs[0]() is ctx_of(handle)
+
+
+def test_token_from_one_callback_is_foreign_to_the_next(loop):
+    tokens = []
+    errors = []
+
+    def first():
+        tokens.append(var.set("first"))
+
+    def second():
+        try:
+            var.reset(tokens[0])
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    loop.call_soon(first)
+    loop.call_soon(second)
+    loop.call_later(0, second)
+    run_iterations(loop, 2)
+    assert len(errors) == 2
+    assert all("different Context" in e for e in errors)
+
+
+def test_token_reset_within_the_same_callback_works(loop):
+    seen = []
+
+    def cb():
+        token = var.set("temporary")
+        var.reset(token)
+        seen.append(var.get())
+
+    handles = [loop.call_soon(cb), loop.call_soon(cb)]
+    run_iterations(loop, 1)
+    assert seen == ["default", "default"]
+    assert [ctx_of(h)[var] for h in handles] == ["default", "default"]
+
+
+def test_each_timer_sees_the_value_at_its_scheduling(loop):
+    seen = []
+    for i in range(5):
+        token = var.set(f"v{i}")
+        loop.call_later(0.001 * (5 - i), lambda: seen.append(var.get()))
+        loop.call_later(0.001 * (5 - i), lambda: seen.append(var.get()))
+        var.reset(token)
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert seen == [f"v{i}" for i in reversed(range(5)) for _ in range(2)]
+
+
+def test_threadsafe_callbacks_from_two_threads_see_their_own_values(loop):
+    seen = []
+    done = threading.Barrier(3)
+
+    def producer(tag):
+        var.set(tag)
+        for _ in range(50):
+            loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+        done.wait()
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    done.wait()
+    for t in threads:
+        t.join()
+    run_iterations(loop, 2)
+    assert sorted(seen) == ["a"] * 50 + ["b"] * 50
+
+
+def test_context_value_freed_once_its_callbacks_ran(loop):
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    value = Big()
+    ref = weakref.ref(value)
+    token = var.set(value)
+    for _ in range(3):
+        loop.call_soon(lambda: None)
+    var.reset(token)
+    del value
+    run_iterations(loop, 2)
+    gc.collect()
+    assert ref() is None

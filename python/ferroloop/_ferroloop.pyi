@@ -25,6 +25,7 @@ __all__ = [
     "ChildWatcher",
     "Acceptor",
     "_live_counts",
+    "_shares_context_snapshots",
 ]
 
 @disjoint_base
@@ -69,6 +70,9 @@ def sock_sendall(loop_: LoopCore, sock: Any, data: Any) -> None | asyncio.Future
 def _live_counts() -> dict[str, int]:
     """Live transports, pidfds, fd registrations (and handles, with
     FERROLOOP_LIVE_COUNTS set at import), process-wide."""
+
+def _shares_context_snapshots() -> bool:
+    """Whether pending handles share context snapshots here."""
 
 __version__: str
 

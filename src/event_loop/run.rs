@@ -144,6 +144,9 @@ impl LoopCore {
         // Writes made outside a callback (by a Python signal handler that
         // interrupted the last poll) must not wait through the next one.
         Self::flush_batched_writes(slf)?;
+        // The handles queued so far hold the snapshot they share; the cache
+        // must not keep a variable's value alive past them.
+        this.snapshot.clear(py);
 
         // With callbacks ready the poll only looks (timeout 0): nobody needs
         // to wake us. Otherwise announce the poll before deciding its

@@ -1,0 +1,193 @@
+//! The `contextvars.Context` a one-shot callback runs in.
+//!
+//! asyncio copies the current context for every `call_soon`/`call_later`
+//! without `context=`, and runs the callback inside that copy. A copy is
+//! only a new `Context` pointing at the same immutable variable map (a
+//! HAMT), so consecutive copies taken while no variable changed are
+//! interchangeable until one is entered or shown to Python code. The loop
+//! therefore hands pending handles one shared *snapshot* per variable map
+//! (`SnapshotCache`), and each handle takes a copy of its own (`own_copy`)
+//! only when it runs or when Python asks for it (`get_context()`). Pending
+//! handles then hold no context of their own: a million queued timers or
+//! thread-safe calls do not mean a million live contexts, and the run-time
+//! copy comes from CPython's context free list, warm because the previous
+//! callback's copy was just released.
+//!
+//! A snapshot is never entered and never leaves Rust, so its variables
+//! never change, and no `Token` or `copy_context()` can tell handles that
+//! shared it apart: each still runs in a context no other callback sees.
+
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::gil_cell::GilCell;
+use crate::traverse::{Traverse, TraverseResult};
+
+/// `contextvars.copy_context()` through the C API.
+pub fn copy_current(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
+    // exception set; `from_owned_ptr_or_err` handles both.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()).map(Bound::unbind) }
+}
+
+/// `snapshot.copy()`: a fresh context with the snapshot's variables.
+pub fn own_copy<'py>(snapshot: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: snapshots are exact `Context` objects (made by
+    // `copy_current`) that we hold; PyContext_Copy returns a new reference
+    // or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(snapshot.py(), ffi::PyContext_Copy(snapshot.as_ptr())) }
+}
+
+/// The offset of `ctx_vars` in CPython's `PyContext`: the object header,
+/// then `ctx_prev`, then `ctx_vars` (`Include/internal/pycore_context.h`,
+/// the same from 3.11 to 3.15).
+const VARS_OFFSET: usize = std::mem::size_of::<ffi::PyObject>() + std::mem::size_of::<usize>();
+
+/// The variable map of a context we hold. Only called once `layout_ok`
+/// has confirmed the layout on this interpreter.
+fn vars_of(ctx: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
+    // SAFETY: `ctx` is a live exact `Context` (checked by callers through
+    // `layout_ok` and by construction), whose `ctx_vars` field sits at
+    // `VARS_OFFSET` and is never NULL; a plain pointer read under the GIL.
+    unsafe {
+        *ctx.as_ptr()
+            .cast::<u8>()
+            .add(VARS_OFFSET)
+            .cast::<*mut ffi::PyObject>()
+    }
+}
+
+/// Whether `copy`, a copy of `snapshot` that a callback just ran in and
+/// that its handle holds (besides the caller's reference), is still
+/// indistinguishable from a fresh copy: the same variables, no other
+/// reference (a `Token`, a `get_context()` result) and no weak reference.
+pub fn untouched_copy(copy: &Bound<'_, PyAny>, snapshot: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `copy` is a live exact `Context` we hold; its refcount and
+    // its `ctx_weakreflist` field (right after `ctx_vars`, checked by the
+    // probe) are plain reads under the GIL.
+    unsafe {
+        ffi::Py_REFCNT(copy.as_ptr()) == 2
+            && vars_of(copy) == vars_of(snapshot)
+            && (*copy
+                .as_ptr()
+                .cast::<u8>()
+                .add(WEAKLIST_OFFSET)
+                .cast::<*mut ffi::PyObject>())
+            .is_null()
+    }
+}
+
+/// `ctx_weakreflist`, right after `ctx_vars`.
+const WEAKLIST_OFFSET: usize = VARS_OFFSET + std::mem::size_of::<usize>();
+
+/// Whether `PyContext` looks as `VARS_OFFSET` assumes on this interpreter,
+/// probed once: two copies of one context share a map of type `hamt`, and
+/// setting a variable gives a different one. If not (a build with another
+/// object header), every handle keeps a copy of its own, as before.
+fn layout_ok(py: Python<'_>) -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| probe(py).unwrap_or(false))
+}
+
+/// Whether pending handles share context snapshots on this interpreter
+/// (the layout probe passed); for the tests.
+#[pyfunction]
+pub fn _shares_context_snapshots(py: Python<'_>) -> bool {
+    layout_ok(py)
+}
+
+fn probe(py: Python<'_>) -> PyResult<bool> {
+    let is_map = |ctx: &Bound<'_, PyAny>| -> bool {
+        let vars = vars_of(ctx);
+        // SAFETY: `vars` is non-null only if the layout holds; reading the
+        // type name of what the field points at is only done then. A wrong
+        // layout makes the field read some other word of a live object (the
+        // weak list or `ctx_entered`), checked for NULL first.
+        !vars.is_null()
+            && unsafe {
+                std::ffi::CStr::from_ptr((*ffi::Py_TYPE(vars)).tp_name).to_bytes() == b"hamt"
+            }
+    };
+    let a = own_copy(copy_current(py)?.bind(py))?;
+    let b = own_copy(&a)?;
+    if !ffi_exact_context(&a) || !is_map(&a) || !is_map(&b) || vars_of(&a) != vars_of(&b) {
+        return Ok(false);
+    }
+    let var = py
+        .import("contextvars")?
+        .getattr("ContextVar")?
+        .call1(("ferroloop_layout_probe",))?;
+    // A second reference, as the handle's at run time.
+    let held = b.clone();
+    if !untouched_copy(&b, &a) {
+        return Ok(false);
+    }
+    let weak = py.import("weakref")?.getattr("ref")?.call1((&b,))?;
+    if untouched_copy(&b, &a) {
+        return Ok(false);
+    }
+    drop((weak, held));
+    b.call_method1("run", (var.getattr("set")?, 1))?;
+    Ok(is_map(&b) && vars_of(&a) != vars_of(&b))
+}
+
+fn ffi_exact_context(ctx: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object.
+    unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) != 0 }
+}
+
+/// A loop's current snapshot: the last context copy it handed out, reused
+/// while the caller's variables are the same map. Emptied every iteration,
+/// so it keeps nothing alive longer than the handles that share it.
+pub struct SnapshotCache(GilCell<Option<Py<PyAny>>>);
+
+impl SnapshotCache {
+    pub const fn new() -> Self {
+        SnapshotCache(GilCell::new(None))
+    }
+
+    /// A context for a new one-shot handle, and whether it is a shared
+    /// snapshot (to be copied before it is entered or shown).
+    pub fn context(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, bool)> {
+        // A copy from the warm free list is the cheapest way to read the
+        // current map; it is dropped at once when the snapshot matches.
+        let current = copy_current(py)?.into_bound(py);
+        if !layout_ok(py) {
+            return Ok((current.unbind(), false));
+        }
+        let mut cache = self.0.borrow_mut(py);
+        if let Some(snapshot) = cache.as_ref() {
+            if vars_of(snapshot.bind(py)) == vars_of(&current) {
+                let shared = snapshot.clone_ref(py);
+                drop(cache);
+                // Same map, still held by the snapshot: no Python code runs.
+                drop(current);
+                return Ok((shared, true));
+            }
+        }
+        let old = cache.replace(current.clone().unbind());
+        drop(cache);
+        // May free the old map, and with it a variable's value.
+        drop(old);
+        Ok((current.unbind(), true))
+    }
+
+    /// Let go of the snapshot (each iteration and at close).
+    pub fn clear(&self, py: Python<'_>) {
+        let old = self.0.borrow_mut(py).take();
+        drop(old);
+    }
+
+    /// `clear` for `tp_clear`, which has no `Python` token.
+    pub fn take_unguarded(&self) -> Option<Py<PyAny>> {
+        self.0.unguarded().and_then(|mut s| s.take())
+    }
+}
+
+impl Traverse for SnapshotCache {
+    fn traverse(&self, visit: &pyo3::gc::PyVisit<'_>) -> TraverseResult {
+        self.0.traverse(visit)
+    }
+}
