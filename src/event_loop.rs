@@ -48,8 +48,13 @@ static TASKS_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static LOOP_KWNAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// How many emptied handles a loop keeps for reuse (about 200 bytes each).
-const POOL_CAP: usize = 4096;
+/// How many emptied handles a loop keeps for reuse (about 170 bytes each):
+/// as many as the last iteration ran, within these bounds. A burst of
+/// callbacks (a thread calling `call_soon_threadsafe` in a loop) is then
+/// served from the handles the previous burst left, instead of fresh
+/// memory the allocator maps and unmaps around every burst.
+const POOL_MIN: usize = 4096;
+const POOL_MAX: usize = 65536;
 
 /// asyncio's cap on one poll: a day.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -66,7 +71,7 @@ pub struct LoopCore {
     pub(crate) ready: GilCell<VecDeque<Ready>>,
     /// One-shot handles that ran and that nothing else referenced, emptied
     /// and kept for the next `call_soon` (see `Handle::recyclable`): an
-    /// allocation and a deallocation less per callback. At most `POOL_CAP`.
+    /// allocation and a deallocation less per callback (see `POOL_MIN`).
     pool: GilCell<HandlePool>,
     pub(crate) timers: GilCell<TimerHeap>,
     pub(crate) reactor: Reactor,
@@ -250,20 +255,31 @@ impl Traverse for Ready {
 }
 
 /// Emptied handles kept for reuse (see `LoopCore::pool`).
-#[derive(Default)]
-pub(crate) struct HandlePool(Vec<Py<Handle>>);
+pub(crate) struct HandlePool {
+    handles: Vec<Py<Handle>>,
+    cap: usize,
+}
+
+impl Default for HandlePool {
+    fn default() -> Self {
+        HandlePool {
+            handles: Vec::new(),
+            cap: POOL_MIN,
+        }
+    }
+}
 
 impl HandlePool {
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Py<Handle>> {
-        self.0.pop()
+        self.handles.pop()
     }
 
     /// Keep `handle`, or give it back when the pool is full.
     #[inline]
     pub(crate) fn offer<'py>(&mut self, handle: Bound<'py, Handle>) -> Option<Bound<'py, Handle>> {
-        if self.0.len() < POOL_CAP {
-            self.0.push(handle.unbind());
+        if self.handles.len() < self.cap {
+            self.handles.push(handle.unbind());
             None
         } else {
             Some(handle)
@@ -271,13 +287,26 @@ impl HandlePool {
     }
 
     pub(crate) fn take(&mut self) -> Vec<Py<Handle>> {
-        std::mem::take(&mut self.0)
+        std::mem::take(&mut self.handles)
+    }
+
+    /// Size the pool for an iteration about to run `ntodo` callbacks, and
+    /// return what it keeps beyond that (to be dropped after the borrow).
+    pub(crate) fn resize_for(&mut self, ntodo: usize) -> Vec<Py<Handle>> {
+        self.cap = ntodo.clamp(POOL_MIN, POOL_MAX);
+        if self.handles.len() > self.cap {
+            self.handles.split_off(self.cap)
+        } else {
+            Vec::new()
+        }
     }
 }
 
 impl Traverse for HandlePool {
     fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
-        self.0.iter().try_for_each(|h| OwnedEdge(h).traverse(visit))
+        self.handles
+            .iter()
+            .try_for_each(|h| OwnedEdge(h).traverse(visit))
     }
 }
 

@@ -165,6 +165,16 @@ impl Handle {
         if !self.context_shared.load(Relaxed) {
             return Ok((self.context.borrow(py).bind(py).clone(), None));
         }
+        let current = self.context.borrow(py).bind(py).clone();
+        // SAFETY: reading the refcount of a live object we hold.
+        if unsafe { ffi::Py_REFCNT(current.as_ptr()) } == 2 {
+            // Ours and the handle's: no other handle or loop shares the
+            // snapshot any more (it never leaves Rust), so it is this
+            // handle's own copy now.
+            self.context_shared.store(false, Relaxed);
+            return Ok((current, None));
+        }
+        drop(current);
         let copy = context::own_copy(self.context.borrow(py).bind(py))?;
         let snapshot = std::mem::replace(&mut *self.context.borrow_mut(py), copy.clone().unbind());
         self.context_shared.store(false, Relaxed);

@@ -154,3 +154,40 @@ def test_time_patched_on_the_class_after_the_first_timer():
         h.cancel()
     finally:
         loop.close()
+
+
+def test_handle_pool_follows_the_last_iteration():
+    """The loop keeps emptied handles for reuse, as many as its last
+    iteration ran (at least 4096, at most 65536): a burst reuses the
+    previous burst's handles, and a quiet iteration lets the excess go."""
+    from ferroloop import _ferroloop
+
+    def live():
+        return _ferroloop._live_counts().get("handles")
+
+    loop = ferroloop.new_event_loop()
+    try:
+        if live() is None:  # FERROLOOP_LIVE_COUNTS unset at import
+            import pytest
+
+            pytest.skip("handle counts need FERROLOOP_LIVE_COUNTS")
+        base = live()
+
+        def burst(n):
+            for _ in range(n):
+                loop.call_soon(int)
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+
+        burst(20_000)
+        # All 20,001 ran in one iteration and went back to the pool.
+        assert live() - base >= 20_000
+        burst(20_000)
+        assert live() - base <= 20_001 + 2  # reused, not doubled
+        burst(100_000)
+        assert live() - base <= 65_536 + 2
+        burst(1)
+        burst(1)
+        assert live() - base <= 4096 + 2
+    finally:
+        loop.close()

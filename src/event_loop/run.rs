@@ -207,6 +207,8 @@ impl LoopCore {
         // One per-callback branch, as before telemetry existed.
         let instrumented = debug || telem;
         let ntodo = this.ready.borrow(py).len();
+        let spare = this.pool.borrow_mut(py).resize_for(ntodo);
+        drop(spare);
         if telem {
             this.stats.borrow_mut(py).iterations += 1;
         }

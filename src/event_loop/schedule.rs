@@ -124,7 +124,9 @@ impl LoopCore {
             handle.get().set_threadsafe();
         }
         // Only the first call after the loop went to sleep pays for a wakeup.
-        if threadsafe && this.polling.swap(false, SeqCst) {
+        // The plain load keeps the other calls off the atomic swap: the loop
+        // thread set the flag before releasing the GIL this thread holds.
+        if threadsafe && this.polling.load(Relaxed) && this.polling.swap(false, SeqCst) {
             Self::wake(slf);
         }
         Ok(handle)
