@@ -11,6 +11,7 @@
 //! - `process`: child exit watching through pidfds.
 //! - `transports`: native transports (stream and datagram sockets, pipes).
 //! - `sockaddr`: socket addresses as the socket module converts them.
+//! - `socket_fd`: the fd a socket object holds, read natively.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
 //! - `traverse`: what each state shows the cycle collector.
 //! - `live`: live-object counters (`_live_counts()`), for leak checks.
@@ -33,6 +34,7 @@ mod reactor;
 mod server;
 mod sock_ops;
 mod sockaddr;
+mod socket_fd;
 mod sysio;
 mod telemetry;
 mod timers;
@@ -46,6 +48,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     live::init();
     m.add_function(wrap_pyfunction!(live::_live_counts, m)?)?;
     m.add_function(wrap_pyfunction!(context::_shares_context_snapshots, m)?)?;
+    m.add_function(wrap_pyfunction!(socket_fd::_reads_socket_fd_natively, m)?)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;

@@ -94,11 +94,7 @@ impl Acceptor {
     /// Our fd, if the socket object still has it: -1 once it was closed
     /// (the number may already be someone else's).
     fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
-        let fd: i64 = self
-            .sock
-            .bind(py)
-            .call_method0(intern!(py, "fileno"))?
-            .extract()?;
+        let fd = crate::socket_fd::socket_fd(self.sock.bind(py))?;
         let ours = self.watch.fd();
         Ok(if fd == i64::from(ours) { ours } else { -1 })
     }

@@ -53,7 +53,7 @@ fn check_socket(loop_: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) -> PyResul
 }
 
 fn sock_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let fd: i64 = sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?;
+    let fd = crate::socket_fd::socket_fd(sock)?;
     // A closed socket says -1: the syscall then fails with EBADF, as sock.recv does.
     Ok(RawFd::try_from(fd).unwrap_or(-1))
 }

@@ -1146,3 +1146,45 @@ def test_write_during_sendfile_raises(loop, tmp_path):
             tr.close()
 
     run(loop, main())
+
+
+def test_socket_closed_behind_the_transport_fails_with_ebadf(loop):
+    """The transport's socket object is closed by user code and its number
+    reused: a write fails with EBADF (asyncio's `sock.send()` on a closed
+    socket), and the socket that reuses the number receives nothing."""
+    from ferroloop import _ferroloop
+
+    a, b = socket.socketpair()
+    lost = []
+
+    class Proto(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def main():
+        tr, _ = await loop.create_connection(Proto, sock=a)
+        fd = a.fileno()
+        a.close()  # behind the transport's back
+        c, d = socket.socketpair()
+        try:
+            # The lowest free number: usually the one `a` had.
+            tr.write(b"x")
+            await asyncio.sleep(0.01)
+            d.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                d.recv(1)
+            if c.fileno() == fd:
+                c.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    c.recv(1)
+        finally:
+            tr.abort()
+            c.close()
+            d.close()
+
+    loop.run_until_complete(main())
+    b.close()
+    assert len(lost) == 1
+    assert isinstance(lost[0], OSError) and lost[0].errno == errno.EBADF
+    if type(loop).__module__.startswith("ferroloop"):
+        assert _ferroloop._reads_socket_fd_natively() is True

@@ -243,7 +243,7 @@ impl<K: Kind> SocketCore<K> {
         let Some(sock) = self.sock(py) else {
             return Ok(-1);
         };
-        let fd: i64 = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let fd = crate::socket_fd::socket_fd(&sock)?;
         Ok(if fd == i64::from(self.fd) {
             self.fd
         } else {

@@ -1,0 +1,74 @@
+//! The fd a Python socket object holds, read without a method call.
+//!
+//! Transports check before every syscall that their socket object still
+//! holds their fd (a socket closed behind the transport must fail with
+//! `EBADF`, as asyncio's `sock.recv()` does, not reach whatever file reuses
+//! the number). Calling `sock.fileno()` for that cost a Python method call
+//! per `recv`/`send`. For the socket module's own objects (`_socket.socket`
+//! and its subclasses, `socket.socket` included) the fd is the first field
+//! after the object header (`PySocketSockObject.sock_fd` in
+//! `Modules/socketmodule.h`), the very field `recv()` uses; it is read
+//! directly once a probe at first use confirmed the layout. Anything else
+//! (a wrapper, a mock) is asked through `fileno()`, as before.
+
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+static RAW_SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `sock_fd`, right after the object header (`SOCKET_T` is an `int` here).
+const FD_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
+
+/// The fd `sock` holds now (-1 once closed), as `sock.fileno()` answers.
+pub fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = sock.py();
+    if let Some(raw) = raw_socket_type(py) {
+        // SAFETY: a subtype check of a live object against a live type.
+        if unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), raw.as_type_ptr()) } != 0 {
+            return Ok(i64::from(read_fd(sock)));
+        }
+    }
+    sock.call_method0(intern!(py, "fileno"))?.extract()
+}
+
+/// `_socket.socket`, if its layout passed the probe.
+fn raw_socket_type(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
+    static OK: OnceLock<bool> = OnceLock::new();
+    let raw = RAW_SOCKET_TYPE.import(py, "_socket", "socket").ok()?;
+    OK.get_or_init(|| probe(raw).unwrap_or(false))
+        .then_some(raw)
+}
+
+fn read_fd(sock: &Bound<'_, PyAny>) -> libc::c_int {
+    // SAFETY: callers checked that `sock` is an instance of `_socket.socket`
+    // (whose C struct starts with the header, then `sock_fd`) and the probe
+    // confirmed the offset; a plain read of a live object under the GIL.
+    unsafe {
+        *sock
+            .as_ptr()
+            .cast::<u8>()
+            .add(FD_OFFSET)
+            .cast::<libc::c_int>()
+    }
+}
+
+/// A socket of our own: the field matches `fileno()` while open and after
+/// `close()`.
+fn probe(raw: &Bound<'_, PyType>) -> PyResult<bool> {
+    let sock = raw.call1((libc::AF_UNIX, libc::SOCK_STREAM))?;
+    let open: i64 = sock.call_method0("fileno")?.extract()?;
+    let matches_open = open >= 0 && i64::from(read_fd(&sock)) == open;
+    sock.call_method0("close")?;
+    Ok(matches_open && read_fd(&sock) == -1)
+}
+
+/// Whether `sock_fd` is read directly here; for the tests.
+#[pyfunction]
+pub fn _reads_socket_fd_natively(py: Python<'_>) -> bool {
+    raw_socket_type(py).is_some()
+}
