@@ -316,9 +316,12 @@ impl Handle {
         let Some(payload) = payload else {
             return Ok(());
         };
-        let guarded = this.threadsafe.load(Relaxed);
+        // A handle nobody else references cannot be cancelled by another
+        // thread while it runs: no guard. The marker needs no fence: a
+        // thread calling `cancel()` takes the GIL this one holds now.
+        let guarded = !alone && this.threadsafe.load(Relaxed);
         if guarded {
-            this.running_in.store(current_thread(), SeqCst);
+            this.running_in.store(current_thread(), Relaxed);
         }
         let outcome = Self::call_in_context(slf, &payload, alone);
         if guarded {
