@@ -17,10 +17,9 @@
 //! never change, and no `Token` or `copy_context()` can tell handles that
 //! shared it apart: each still runs in a context no other callback sees.
 
-use std::sync::OnceLock;
-
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::gil_cell::GilCell;
 use crate::traverse::{Traverse, TraverseResult};
@@ -87,8 +86,10 @@ const WEAKLIST_OFFSET: usize = VARS_OFFSET + std::mem::size_of::<usize>();
 /// setting a variable gives a different one. If not (a build with another
 /// object header), every handle keeps a copy of its own, as before.
 fn layout_ok(py: Python<'_>) -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| probe(py).unwrap_or(false))
+    // A `PyOnceLock`: the probe runs Python code, which may switch threads;
+    // another thread waiting on a `OnceLock` with the GIL would deadlock.
+    static OK: PyOnceLock<bool> = PyOnceLock::new();
+    *OK.get_or_init(py, || probe(py).unwrap_or(false))
 }
 
 /// Whether pending handles share context snapshots on this interpreter

@@ -11,8 +11,6 @@
 //! directly once a probe at first use confirmed the layout. Anything else
 //! (a wrapper, a mock) is asked through `fileno()`, as before.
 
-use std::sync::OnceLock;
-
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -38,9 +36,12 @@ pub fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<i64> {
 
 /// `_socket.socket`, if its layout passed the probe.
 fn raw_socket_type(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
-    static OK: OnceLock<bool> = OnceLock::new();
+    // A `PyOnceLock`, not a `OnceLock`: the probe releases the GIL (the
+    // socket syscalls), and a thread blocked on a `OnceLock` while holding
+    // the GIL would deadlock the prober.
+    static OK: PyOnceLock<bool> = PyOnceLock::new();
     let raw = RAW_SOCKET_TYPE.import(py, "_socket", "socket").ok()?;
-    OK.get_or_init(|| probe(raw).unwrap_or(false))
+    OK.get_or_init(py, || probe(raw).unwrap_or(false))
         .then_some(raw)
 }
 

@@ -8,7 +8,7 @@ import concurrent.futures
 import threading
 import time
 
-from tests.helpers import ferroloop
+from tests.helpers import ferroloop, run_python
 
 WAIT = 10.0  # generous: only a hang should ever hit it
 
@@ -237,3 +237,45 @@ def test_threadsafe_during_the_loops_own_time_call_is_not_lost(loop_factory):
         far.cancel()
     finally:
         lp.close()
+
+
+def test_first_use_from_two_threads_at_once_does_not_deadlock():
+    """The one-time layout probes (context snapshots, a socket's fd) run
+    Python code that releases the GIL; two loops in two threads reaching
+    them together must both go on (a `OnceLock` held the GIL and hung)."""
+    code = """
+        import asyncio, socket, threading
+        import ferroloop
+
+        barrier = threading.Barrier(2)
+
+        def one():
+            loop = ferroloop.new_event_loop()
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+
+            async def main():
+                barrier.wait()
+                loop.call_soon(lambda: None)  # the context probe
+                await loop.sock_sendall(a, b"x")  # the socket probe
+                return await loop.sock_recv(b, 1)
+
+            try:
+                assert loop.run_until_complete(main()) == b"x"
+            finally:
+                a.close()
+                b.close()
+                loop.close()
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("ok")
+    """
+    for _ in range(5):
+        res = run_python(code, timeout=20)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "ok"
