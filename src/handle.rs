@@ -64,16 +64,14 @@ impl Payload {
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
-    payload: GilCell<Option<Payload>>,
-    /// A `GilCell` so that a handle can trade a shared snapshot for its own
-    /// copy (see `context.rs`) and a recycled one can take a new context.
-    context: GilCell<Py<PyAny>>,
+    /// What changes, in one cell: a handle is two cache lines with its
+    /// object and GC headers (a burst of `call_soon_threadsafe` or a heap of
+    /// timers is that many fresh bytes per callback).
+    slot: GilCell<Slot>,
     loop_: Py<LoopCore>,
     cancelled: AtomicBool,
     /// Only in debug mode: where the handle was created (asyncio's format).
     source_traceback: Option<Py<PyAny>>,
-    /// Debug mode keeps the repr of a cancelled handle, as asyncio does.
-    cancelled_repr: GilCell<Option<String>>,
     /// `call_soon`/`call_later` handles run once; fd handles (`add_reader`)
     /// run on every readiness and stay owned by the reactor.
     oneshot: bool,
@@ -86,6 +84,20 @@ pub struct Handle {
     /// The thread running the callback now (`pthread_self`), or 0.
     running_in: AtomicU64,
     _live: Live<Handles>,
+}
+
+/// A handle's mutable state.
+struct Slot {
+    payload: Option<Payload>,
+    /// Replaceable so that a handle can trade a shared snapshot for its own
+    /// copy (see `context.rs`) and a recycled one can take a new context.
+    context: Py<PyAny>,
+    /// Debug mode keeps the repr of a cancelled handle, as asyncio does.
+    /// Boxed: one word here instead of a `String`'s three (or a `Box<str>`'s
+    /// two) keeps the handle in two cache lines; debug mode pays the extra
+    /// allocation.
+    #[allow(clippy::box_collection)]
+    cancelled_repr: Option<Box<String>>,
 }
 
 impl Handle {
@@ -132,12 +144,14 @@ impl Handle {
             None
         };
         Ok(Handle {
-            payload: GilCell::new(Some(Payload { callback, args })),
-            context: GilCell::new(context),
+            slot: GilCell::new(Slot {
+                payload: Some(Payload { callback, args }),
+                context,
+                cancelled_repr: None,
+            }),
             loop_,
             cancelled: AtomicBool::new(false),
             source_traceback,
-            cancelled_repr: GilCell::new(None),
             oneshot,
             context_shared: AtomicBool::new(shared),
             threadsafe: AtomicBool::new(false),
@@ -163,9 +177,9 @@ impl Handle {
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)> {
         if !self.context_shared.load(Relaxed) {
-            return Ok((self.context.borrow(py).bind(py).clone(), None));
+            return Ok((self.slot.borrow(py).context.bind(py).clone(), None));
         }
-        let current = self.context.borrow(py).bind(py).clone();
+        let current = self.slot.borrow(py).context.bind(py).clone();
         // SAFETY: reading the refcount of a live object we hold.
         if unsafe { ffi::Py_REFCNT(current.as_ptr()) } == 2 {
             // Ours and the handle's: no other handle or loop shares the
@@ -175,8 +189,9 @@ impl Handle {
             return Ok((current, None));
         }
         drop(current);
-        let copy = context::own_copy(self.context.borrow(py).bind(py))?;
-        let snapshot = std::mem::replace(&mut *self.context.borrow_mut(py), copy.clone().unbind());
+        let copy = context::own_copy(self.slot.borrow(py).context.bind(py))?;
+        let snapshot =
+            std::mem::replace(&mut self.slot.borrow_mut(py).context, copy.clone().unbind());
         self.context_shared.store(false, Relaxed);
         Ok((copy, Some(snapshot)))
     }
@@ -193,7 +208,7 @@ impl Handle {
             drop(snapshot);
             return;
         }
-        let own = std::mem::replace(&mut *self.context.borrow_mut(py), snapshot);
+        let own = std::mem::replace(&mut self.slot.borrow_mut(py).context, snapshot);
         self.context_shared.store(true, Relaxed);
         drop(own);
         drop(copy);
@@ -215,10 +230,10 @@ impl Handle {
     /// deallocation), leaving it ready for `reuse`. Returns what must be
     /// dropped once no borrow is active (destructors may run Python code).
     pub fn strip(&self, py: Python<'_>) -> (Option<Payload>, Py<PyAny>) {
-        let payload = self.payload.borrow_mut(py).take();
-        let context = std::mem::replace(&mut *self.context.borrow_mut(py), py.None());
+        let payload = self.slot.borrow_mut(py).payload.take();
+        let context = std::mem::replace(&mut self.slot.borrow_mut(py).context, py.None());
         self.context_shared.store(false, Relaxed);
-        *self.cancelled_repr.borrow_mut(py) = None;
+        self.slot.borrow_mut(py).cancelled_repr = None;
         self.cancelled.store(false, Relaxed);
         self.threadsafe.store(false, Relaxed);
         (payload, context)
@@ -236,9 +251,9 @@ impl Handle {
             Some(ctx) if !ctx.is_none(py) => (ctx, false),
             _ => self.loop_.get().context_snapshot(py)?,
         };
-        let old = std::mem::replace(&mut *self.context.borrow_mut(py), context);
+        let old = std::mem::replace(&mut self.slot.borrow_mut(py).context, context);
         self.context_shared.store(shared, Relaxed);
-        *self.payload.borrow_mut(py) = Some(Payload { callback, args });
+        self.slot.borrow_mut(py).payload = Some(Payload { callback, args });
         drop(old.into_bound(py)); // None
         Ok(())
     }
@@ -279,9 +294,9 @@ impl Handle {
         }
         if this.loop_.get().is_debug() {
             let text = Self::repr_text(slf)?;
-            *this.cancelled_repr.borrow_mut(py) = Some(text);
+            this.slot.borrow_mut(py).cancelled_repr = Some(Box::new(text));
         }
-        let dropped = this.payload.borrow_mut(py).take();
+        let dropped = this.slot.borrow_mut(py).payload.take();
         drop(dropped);
         // Whoever cancels holds the handle, maybe in a cycle through its context.
         Self::track_shared(slf);
@@ -309,9 +324,13 @@ impl Handle {
         // one-shot handle gives it up instead of copying it.
         let alone = last_use && this.oneshot && sole_owner(slf.as_ptr());
         let payload = if alone {
-            this.payload.borrow_mut(py).take()
+            this.slot.borrow_mut(py).payload.take()
         } else {
-            this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py))
+            this.slot
+                .borrow(py)
+                .payload
+                .as_ref()
+                .map(|p| p.clone_ref(py))
         };
         let Some(payload) = payload else {
             return Ok(());
@@ -396,9 +415,9 @@ impl Handle {
         }
         let err = PyErr::fetch(py);
         if taken {
-            let mut cell = this.payload.borrow_mut(py);
-            if cell.is_none() && !this.is_cancelled() {
-                *cell = Some(payload.clone_ref(py));
+            let mut slot = this.slot.borrow_mut(py);
+            if slot.payload.is_none() && !this.is_cancelled() {
+                slot.payload = Some(payload.clone_ref(py));
             }
         }
         if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
@@ -435,7 +454,12 @@ impl Handle {
         if this.is_cancelled() {
             info.push("cancelled".to_string());
         }
-        let payload = this.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        let payload = this
+            .slot
+            .borrow(py)
+            .payload
+            .as_ref()
+            .map(|p| p.clone_ref(py));
         if let Some(p) = payload {
             info.push(pyhelpers::format_callback_source(
                 py,
@@ -458,8 +482,8 @@ impl Handle {
 
     fn repr_text(slf: &Bound<'_, Handle>) -> PyResult<String> {
         let py = slf.py();
-        if let Some(text) = &*slf.get().cancelled_repr.borrow(py) {
-            return Ok(text.clone());
+        if let Some(text) = &slf.get().slot.borrow(py).cancelled_repr {
+            return Ok(String::clone(text));
         }
         let name = slf.get_type().name()?.to_string();
         let mut info = vec![name];
@@ -470,6 +494,12 @@ impl Handle {
             info.insert(pos.min(info.len()), format!("when={when}"));
         }
         Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+impl Traverse for Slot {
+    fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
+        (&self.payload, &self.context).traverse(visit)
     }
 }
 
@@ -484,13 +514,7 @@ impl Traverse for Payload {
 /// pending handles that only the loop references (see `OwnedEdge`).
 impl Traverse for Handle {
     fn traverse(&self, visit: &PyVisit<'_>) -> TraverseResult {
-        (
-            &self.payload,
-            &self.context,
-            &self.loop_,
-            &self.source_traceback,
-        )
-            .traverse(visit)
+        (&self.slot, &self.loop_, &self.source_traceback).traverse(visit)
     }
 }
 
@@ -590,15 +614,21 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.payload
+        self.slot
             .borrow(py)
+            .payload
             .as_ref()
             .map(|p| p.callback.clone_ref(py))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        let payload = self.payload.borrow(py).as_ref().map(|p| p.clone_ref(py));
+        let payload = self
+            .slot
+            .borrow(py)
+            .payload
+            .as_ref()
+            .map(|p| p.clone_ref(py));
         payload
             .map(|p| p.args_tuple(py).map(Bound::unbind))
             .transpose()
@@ -629,7 +659,7 @@ impl Handle {
     }
 
     fn __clear__(&self) {
-        let dropped = self.payload.unguarded().and_then(|mut p| p.take());
+        let dropped = self.slot.unguarded().and_then(|mut s| s.payload.take());
         drop(dropped);
     }
 }
