@@ -102,10 +102,11 @@ pub fn _shares_context_snapshots(py: Python<'_>) -> bool {
 fn probe(py: Python<'_>) -> PyResult<bool> {
     let is_map = |ctx: &Bound<'_, PyAny>| -> bool {
         let vars = vars_of(ctx);
-        // SAFETY: `vars` is non-null only if the layout holds; reading the
-        // type name of what the field points at is only done then. A wrong
-        // layout makes the field read some other word of a live object (the
-        // weak list or `ctx_entered`), checked for NULL first.
+        // SAFETY: the offset comes from the object header this build was
+        // compiled against, followed by one pointer (`ctx_prev`), as in
+        // every CPython this crate builds for; the probe confirms that the
+        // field holds the variable map (a `hamt`) before anything relies on
+        // it. NULL is checked before the type is read.
         !vars.is_null()
             && unsafe {
                 std::ffi::CStr::from_ptr((*ffi::Py_TYPE(vars)).tp_name).to_bytes() == b"hamt"

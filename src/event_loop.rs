@@ -48,7 +48,7 @@ static TASKS_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static LOOP_KWNAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 static BASE_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// How many emptied handles a loop keeps for reuse (about 170 bytes each):
+/// How many emptied handles a loop keeps for reuse (128 bytes each):
 /// as many as the last iteration ran, within these bounds. A burst of
 /// callbacks (a thread calling `call_soon_threadsafe` in a loop) is then
 /// served from the handles the previous burst left, instead of fresh
