@@ -47,15 +47,87 @@ const VARS_OFFSET: usize = std::mem::size_of::<ffi::PyObject>() + std::mem::size
 /// The variable map of a context we hold. Only called once `layout_ok`
 /// has confirmed the layout on this interpreter.
 fn vars_of(ctx: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
-    // SAFETY: `ctx` is a live exact `Context` (checked by callers through
-    // `layout_ok` and by construction), whose `ctx_vars` field sits at
-    // `VARS_OFFSET` and is never NULL; a plain pointer read under the GIL.
+    // SAFETY: `ctx` is a live exact `Context` we hold.
+    unsafe { vars_at(ctx.as_ptr()) }
+}
+
+/// # Safety
+/// `ctx` must be a live exact `Context` (its `ctx_vars` field sits at
+/// `VARS_OFFSET` and is never NULL), with the GIL held.
+unsafe fn vars_at(ctx: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    *ctx.cast::<u8>()
+        .add(VARS_OFFSET)
+        .cast::<*mut ffi::PyObject>()
+}
+
+/// The variable map of the calling thread's current context, read in
+/// place (no copy), or `None` when the thread has no context yet or the
+/// thread-state layout was not recognised (see `ts_context_offset`).
+fn current_vars(py: Python<'_>) -> Option<*mut ffi::PyObject> {
+    let offset = ts_context_offset(py)?;
+    // SAFETY: with the GIL held the thread state is ours and alive; the
+    // probe found `offset` to be its `context` field (a `PyContext *` or
+    // NULL); a current context is a live exact `Context`.
     unsafe {
-        *ctx.as_ptr()
-            .cast::<u8>()
-            .add(VARS_OFFSET)
-            .cast::<*mut ffi::PyObject>()
+        let ts = ffi::PyThreadState_Get().cast::<u8>();
+        let ctx = *ts.add(offset).cast::<*mut ffi::PyObject>();
+        (!ctx.is_null()).then(|| vars_at(ctx))
     }
+}
+
+/// Where `PyThreadState.context` (the current context, `struct _ts` in
+/// `Include/cpython/pystate.h`) sits, found once: the first word of the
+/// thread state that follows two fresh contexts as each is entered and
+/// goes back to the previous value as each is left. Its place differs
+/// between versions (224 bytes in on 3.11); the scan stops at the first
+/// match, so it reads no further than the field itself.
+fn ts_context_offset(py: Python<'_>) -> Option<usize> {
+    static OFFSET: PyOnceLock<Option<usize>> = PyOnceLock::new();
+    *OFFSET.get_or_init(py, || probe_ts(py).ok().flatten())
+}
+
+fn probe_ts(py: Python<'_>) -> PyResult<Option<usize>> {
+    const SCAN: usize = 384;
+    let word = |ts: *const u8, off: usize| -> usize {
+        // SAFETY: `ts` is the live thread state and `off` stays below the
+        // field being searched for (the scan stops at the first match);
+        // unaligned-safe reads of plain words.
+        unsafe { ts.add(off).cast::<usize>().read_unaligned() }
+    };
+    // SAFETY: the GIL is held, so the current thread state is valid.
+    let ts = unsafe { ffi::PyThreadState_Get() }
+        .cast::<u8>()
+        .cast_const();
+    let first = own_copy(copy_current(py)?.bind(py))?;
+    let second = own_copy(&first)?;
+    let (a, b) = (first.as_ptr() as usize, second.as_ptr() as usize);
+    let mut found = None;
+    // SAFETY: entering and leaving contexts we own, with the GIL held.
+    if unsafe { ffi::PyContext_Enter(first.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let mut off = 0;
+    while off + std::mem::size_of::<usize>() <= SCAN {
+        if word(ts, off) == a {
+            found = Some(off);
+            break;
+        }
+        off += std::mem::size_of::<usize>();
+    }
+    let checked = found.is_some_and(|off| {
+        // SAFETY: as above: our own contexts, entered and left in order.
+        unsafe {
+            let entered = ffi::PyContext_Enter(second.as_ptr()) == 0;
+            let inner = entered && word(ts, off) == b;
+            let left = entered && ffi::PyContext_Exit(second.as_ptr()) == 0;
+            inner && left && word(ts, off) == a
+        }
+    });
+    // SAFETY: leaving the context entered above.
+    if unsafe { ffi::PyContext_Exit(first.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(found.filter(|&off| checked && word(ts, off) != a))
 }
 
 /// Whether `copy`, a copy of `snapshot` that a callback just ran in and
@@ -97,6 +169,13 @@ fn layout_ok(py: Python<'_>) -> bool {
 #[pyfunction]
 pub fn _shares_context_snapshots(py: Python<'_>) -> bool {
     layout_ok(py)
+}
+
+/// Whether the current context's map is read in place from the thread
+/// state (the thread-state probe passed); for the tests.
+#[pyfunction]
+pub fn _reads_current_context_in_place(py: Python<'_>) -> bool {
+    ts_context_offset(py).is_some()
 }
 
 fn probe(py: Python<'_>) -> PyResult<bool> {
@@ -153,12 +232,22 @@ impl SnapshotCache {
     /// A context for a new one-shot handle, and whether it is a shared
     /// snapshot (to be copied before it is entered or shown).
     pub fn context(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, bool)> {
-        // A copy from the warm free list is the cheapest way to read the
-        // current map; it is dropped at once when the snapshot matches.
-        let current = copy_current(py)?.into_bound(py);
         if !layout_ok(py) {
-            return Ok((current.unbind(), false));
+            return Ok((copy_current(py)?, false));
         }
+        // The common case: the caller's map is the snapshot's, read in place.
+        if let Some(vars) = current_vars(py) {
+            let cache = self.0.borrow(py);
+            if let Some(snapshot) = cache.as_ref() {
+                if vars_of(snapshot.bind(py)) == vars {
+                    return Ok((snapshot.clone_ref(py), true));
+                }
+            }
+        }
+        // Otherwise a copy, which becomes the snapshot. (Without the
+        // thread-state read, a copy from the warm free list is how the
+        // current map is compared; it is dropped at once when it matches.)
+        let current = copy_current(py)?.into_bound(py);
         let mut cache = self.0.borrow_mut(py);
         if let Some(snapshot) = cache.as_ref() {
             if vars_of(snapshot.bind(py)) == vars_of(&current) {

@@ -48,6 +48,10 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     live::init();
     m.add_function(wrap_pyfunction!(live::_live_counts, m)?)?;
     m.add_function(wrap_pyfunction!(context::_shares_context_snapshots, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        context::_reads_current_context_in_place,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(socket_fd::_reads_socket_fd_natively, m)?)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;

@@ -284,6 +284,7 @@ def test_snapshots_are_shared_on_this_interpreter():
     from ferroloop import _ferroloop
 
     assert _ferroloop._shares_context_snapshots() is True
+    assert _ferroloop._reads_current_context_in_place() is True
 
 
 def test_callbacks_queued_together_do_not_share_a_context(loop):

@@ -26,6 +26,7 @@ __all__ = [
     "Acceptor",
     "_live_counts",
     "_shares_context_snapshots",
+    "_reads_current_context_in_place",
     "_reads_socket_fd_natively",
 ]
 
@@ -74,6 +75,9 @@ def _live_counts() -> dict[str, int]:
 
 def _shares_context_snapshots() -> bool:
     """Whether pending handles share context snapshots here."""
+
+def _reads_current_context_in_place() -> bool:
+    """Whether the current context's map is read from the thread state."""
 
 def _reads_socket_fd_natively() -> bool:
     """Whether transports read a socket object's fd without fileno()."""
