@@ -79,19 +79,21 @@ fn current_vars(py: Python<'_>) -> Option<*mut ffi::PyObject> {
 /// `Include/cpython/pystate.h`) sits, found once: the first word of the
 /// thread state that follows two fresh contexts as each is entered and
 /// goes back to the previous value as each is left. Its place differs
-/// between versions (224 bytes in on 3.11); the scan stops at the first
-/// match, so it reads no further than the field itself.
+/// between versions (224 bytes in on 3.11, 232 on 3.15); the scan stays
+/// within the smallest thread state of the supported versions.
 fn ts_context_offset(py: Python<'_>) -> Option<usize> {
     static OFFSET: PyOnceLock<Option<usize>> = PyOnceLock::new();
     *OFFSET.get_or_init(py, || probe_ts(py).ok().flatten())
 }
 
 fn probe_ts(py: Python<'_>) -> PyResult<Option<usize>> {
-    const SCAN: usize = 384;
+    // The smallest `sizeof(PyThreadState)` of 3.11-3.15 (3.13's 312 bytes;
+    // 3.11's is 360, 3.14's 832, 3.15's 888); `context` sits at 224, 208,
+    // 208 and 232.
+    const SCAN: usize = 312;
     let word = |ts: *const u8, off: usize| -> usize {
-        // SAFETY: `ts` is the live thread state and `off` stays below the
-        // field being searched for (the scan stops at the first match);
-        // unaligned-safe reads of plain words.
+        // SAFETY: `ts` is the live thread state, at least `SCAN` bytes long
+        // on every supported version; unaligned-safe reads of plain words.
         unsafe { ts.add(off).cast::<usize>().read_unaligned() }
     };
     // SAFETY: the GIL is held, so the current thread state is valid.
