@@ -91,12 +91,9 @@ fn accept(fd: RawFd) -> Accepted {
 }
 
 impl Acceptor {
-    /// Our fd, if the socket object still has it: -1 once it was closed
-    /// (the number may already be someone else's).
+    /// Our fd, if the socket object still has it (see `still_holds`).
     fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
-        let fd = crate::socket_fd::socket_fd(self.sock.bind(py))?;
-        let ours = self.watch.fd();
-        Ok(if fd == i64::from(ours) { ours } else { -1 })
+        crate::socket_fd::still_holds(self.sock.bind(py), self.watch.fd())
     }
 
     /// A `socket.socket` owning `fd`, non-blocking (closes `fd` on failure).

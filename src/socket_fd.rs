@@ -11,6 +11,8 @@
 //! directly once a probe at first use confirmed the layout. Anything else
 //! (a wrapper, a mock) is asked through `fileno()`, as before.
 
+use std::os::fd::RawFd;
+
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -25,7 +27,7 @@ const FD_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
 /// The fd `sock` holds now (-1 once closed), as `sock.fileno()` answers.
 pub fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<i64> {
     let py = sock.py();
-    if let Some(raw) = raw_socket_type(py) {
+    if let Some(raw) = probed_socket_type(py) {
         // SAFETY: a subtype check of a live object against a live type.
         if unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), raw.as_type_ptr()) } != 0 {
             return Ok(i64::from(read_fd(sock)));
@@ -34,13 +36,29 @@ pub fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<i64> {
     sock.call_method0(intern!(py, "fileno"))?.extract()
 }
 
+/// `_socket.socket`, the socket module's C type (imported once).
+pub fn raw_socket_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    RAW_SOCKET_TYPE.import(py, "_socket", "socket")
+}
+
+/// `fd` if `sock` still holds it, else -1: a socket closed behind its
+/// owner then fails its syscalls with EBADF (as `sock.recv()` would)
+/// instead of reaching whatever file reuses the number.
+pub fn still_holds(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<RawFd> {
+    Ok(if socket_fd(sock)? == i64::from(fd) {
+        fd
+    } else {
+        -1
+    })
+}
+
 /// `_socket.socket`, if its layout passed the probe.
-fn raw_socket_type(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
+fn probed_socket_type(py: Python<'_>) -> Option<&Bound<'_, PyType>> {
     // A `PyOnceLock`, not a `OnceLock`: the probe releases the GIL (the
     // socket syscalls), and a thread blocked on a `OnceLock` while holding
     // the GIL would deadlock the prober.
     static OK: PyOnceLock<bool> = PyOnceLock::new();
-    let raw = RAW_SOCKET_TYPE.import(py, "_socket", "socket").ok()?;
+    let raw = raw_socket_type(py).ok()?;
     OK.get_or_init(py, || probe(raw).unwrap_or(false))
         .then_some(raw)
 }
@@ -71,5 +89,5 @@ fn probe(raw: &Bound<'_, PyType>) -> PyResult<bool> {
 /// Whether `sock_fd` is read directly here; for the tests.
 #[pyfunction]
 pub fn _reads_socket_fd_natively(py: Python<'_>) -> bool {
-    raw_socket_type(py).is_some()
+    probed_socket_type(py).is_some()
 }

@@ -235,20 +235,12 @@ impl<K: Kind> SocketCore<K> {
         self.watch.remove(self.loop_(py).as_ref(), side)
     }
 
-    /// Our fd, if the socket object still has it: a socket closed behind
-    /// the transport gives -1 (the syscall then fails with EBADF, as
-    /// asyncio's `sock.recv()` would) instead of reaching whatever file
-    /// reuses the number.
+    /// Our fd, if the socket object still has it (see `still_holds`).
     pub(super) fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
-        let Some(sock) = self.sock(py) else {
-            return Ok(-1);
-        };
-        let fd = crate::socket_fd::socket_fd(&sock)?;
-        Ok(if fd == i64::from(self.fd) {
-            self.fd
-        } else {
-            -1
-        })
+        match self.sock(py) {
+            Some(sock) => crate::socket_fd::still_holds(&sock, self.fd),
+            None => Ok(-1),
+        }
     }
 
     pub(super) fn call_soon(

@@ -19,12 +19,12 @@ use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
 
 use super::base::{Kind, SocketCore};
 use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::pyhelpers::os_error;
+use crate::socket_fd::raw_socket_type;
 use crate::transports::write_buffer::WriteBuffer;
 use crate::traverse::{Traverse, TraverseResult};
 
@@ -32,13 +32,12 @@ mod batch;
 mod read;
 mod write;
 
-static RAW_SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ASYNCIO_SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `_socket.socket.<name>.__get__(sock)`: the attribute as the C type has
 /// it (an int), past `socket.socket`'s enum-converting property.
 fn raw_socket_attr(py: Python<'_>, sock: &Bound<'_, PyAny>, name: &str) -> PyResult<i32> {
-    let base = RAW_SOCKET_TYPE.import(py, "_socket", "socket")?;
+    let base = raw_socket_type(py)?;
     base.getattr(name)?
         .call_method1(intern!(py, "__get__"), (sock, base))?
         .extract()
@@ -147,7 +146,7 @@ impl StreamTransportCore {
             return Ok(());
         };
         // The object's own type, not `__class__` (which a mock can fake).
-        let raw_type = RAW_SOCKET_TYPE.import(py, "_socket", "socket")?;
+        let raw_type = raw_socket_type(py)?;
         if !sock.get_type().is_subclass(raw_type)? {
             let set_nodelay =
                 ASYNCIO_SET_NODELAY.import(py, "asyncio.base_events", "_set_nodelay")?;
