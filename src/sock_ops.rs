@@ -21,7 +21,7 @@ use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::LoopCore;
-use crate::handle::{Args, Handle};
+use crate::handle::Handle;
 use crate::pyhelpers::is_exit;
 use crate::reactor::Side;
 use crate::sysio::{recv_bytes, syscall, BufferView, Io};
@@ -85,12 +85,18 @@ fn wait_for_fd<'py>(
     fd: RawFd,
     side: Side,
     op: Bound<'py, PyAny>,
+    sock: &Bound<'py, PyAny>,
     fut: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
     let py = loop_.py();
     loop_.call_method1(intern!(py, "_ensure_fd_no_transport"), (fd,))?;
-    let fd_obj = fd.into_pyobject(py)?.into_any();
-    let handle = LoopCore::add_fd_callback(loop_, &fd_obj, side, op, Args::new(), None)?;
+    if fd < 0 {
+        // What add_reader says of a closed socket's -1.
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
+    }
+    let handle = LoopCore::add_sock_op(loop_, fd, side, op, sock)?;
     let done = FdDone {
         loop_: loop_.clone().unbind(),
         fd,
@@ -279,7 +285,14 @@ pub fn sock_recv<'py>(
         sock: sock.clone().unbind(),
         n,
     };
-    wait_for_fd(loop_, fd, Side::Read, Bound::new(py, op)?.into_any(), &fut)?;
+    wait_for_fd(
+        loop_,
+        fd,
+        Side::Read,
+        Bound::new(py, op)?.into_any(),
+        sock,
+        &fut,
+    )?;
     Ok(fut)
 }
 
@@ -302,7 +315,14 @@ pub fn sock_recv_into<'py>(
         sock: sock.clone().unbind(),
         buf: buf.clone().unbind(),
     };
-    wait_for_fd(loop_, fd, Side::Read, Bound::new(py, op)?.into_any(), &fut)?;
+    wait_for_fd(
+        loop_,
+        fd,
+        Side::Read,
+        Bound::new(py, op)?.into_any(),
+        sock,
+        &fut,
+    )?;
     Ok(fut)
 }
 
@@ -331,6 +351,13 @@ pub fn sock_sendall<'py>(
         data: view,
         pos: std::sync::atomic::AtomicUsize::new(sent),
     };
-    wait_for_fd(loop_, fd, Side::Write, Bound::new(py, op)?.into_any(), &fut)?;
+    wait_for_fd(
+        loop_,
+        fd,
+        Side::Write,
+        Bound::new(py, op)?.into_any(),
+        sock,
+        &fut,
+    )?;
     Ok(fut)
 }

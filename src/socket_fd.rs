@@ -26,14 +26,20 @@ const FD_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
 
 /// The fd `sock` holds now (-1 once closed), as `sock.fileno()` answers.
 pub fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<i64> {
-    let py = sock.py();
-    if let Some(raw) = probed_socket_type(py) {
-        // SAFETY: a subtype check of a live object against a live type.
-        if unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), raw.as_type_ptr()) } != 0 {
-            return Ok(i64::from(read_fd(sock)));
-        }
+    match native_fd(sock) {
+        Some(fd) => Ok(i64::from(fd)),
+        None => sock.call_method0(intern!(sock.py(), "fileno"))?.extract(),
     }
-    sock.call_method0(intern!(py, "fileno"))?.extract()
+}
+
+/// The fd `sock` holds now (-1 once closed), if it is one of the socket
+/// module's own objects, read without running any Python code; None for
+/// anything else.
+pub fn native_fd(sock: &Bound<'_, PyAny>) -> Option<RawFd> {
+    let raw = probed_socket_type(sock.py())?;
+    // SAFETY: a subtype check of a live object against a live type.
+    (unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), raw.as_type_ptr()) } != 0)
+        .then(|| read_fd(sock))
 }
 
 /// `_socket.socket`, the socket module's C type (imported once).

@@ -7,6 +7,8 @@ import array
 import asyncio
 import os
 import socket
+import time
+import weakref
 
 import pytest
 
@@ -149,3 +151,119 @@ def test_closed_socket_is_bad_file_descriptor(loop, pair):
     with pytest.raises(OSError) as info:
         loop.run_until_complete(loop.sock_recv(a, 1))
     assert info.value.errno == 9
+
+
+# A finished operation's registration is parked until the next poll, for the
+# next operation on the same socket to take back (reactor/parked.rs). These
+# pin what parking must not change: each runs on both loops.
+
+
+async def _recv_one(loop, a, b):
+    """Await a sock_recv that has to wait (so a gets registered) in the
+    calling task itself: it resumes in the very iteration that the read's
+    clean-up runs in, before the next poll."""
+    loop.call_later(0.01, b.send, b"ping")
+    assert await loop.sock_recv(a, 10) == b"ping"
+
+
+def test_fd_reused_by_another_file_right_after_a_recv(loop, pair):
+    a, b = pair
+    c, d = socket.socketpair()
+
+    async def main():
+        await _recv_one(loop, a, b)
+        # a's fd number is taken over by another file, whose socket then
+        # has to wait for data.
+        fd = a.fileno()
+        a.close()
+        os.dup2(c.fileno(), fd)
+        taken = socket.socket(fileno=fd)
+        taken.setblocking(False)
+        try:
+            loop.call_later(0.01, d.send, b"to the new file")
+            return await asyncio.wait_for(loop.sock_recv(taken, 20), 5)
+        finally:
+            taken.close()
+
+    try:
+        assert loop.run_until_complete(main()) == b"to the new file"
+    finally:
+        c.close()
+        d.close()
+
+
+def test_socket_closed_right_after_a_recv_with_a_dup_open_does_not_spin(loop, pair):
+    a, b = pair
+    dup = a.dup()  # keeps the file (and any registration of it) alive
+
+    async def main():
+        await _recv_one(loop, a, b)
+        a.close()
+        b.send(b"readable, with nobody reading")
+        await asyncio.sleep(0)
+        started = time.process_time()
+        await asyncio.sleep(0.3)
+        return time.process_time() - started
+
+    try:
+        # A registration left level-triggered would wake the loop at once,
+        # every time, for the whole sleep.
+        assert loop.run_until_complete(main()) < 0.15
+    finally:
+        dup.close()
+
+
+def test_add_reader_right_after_a_recv_is_level_triggered(loop, pair):
+    a, b = pair
+    calls = []
+
+    async def main():
+        await _recv_one(loop, a, b)
+        loop.add_reader(a, calls.append, None)  # reads nothing
+        b.send(b"x")
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if len(calls) >= 3:
+                break
+        assert loop.remove_reader(a) is True
+
+    loop.run_until_complete(main())
+    assert len(calls) >= 3
+
+
+def test_socket_dropped_right_after_a_recv_is_released_by_the_next_poll(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main():
+        nonlocal a
+        await _recv_one(loop, a, b)
+        a.close()
+        gone = weakref.ref(a)
+        a = None
+        await asyncio.sleep(0.01)
+        return gone() is None
+
+    try:
+        assert loop.run_until_complete(main())
+    finally:
+        b.close()
+
+
+def test_echo_round_trips_take_their_registration_back(floop, pair):
+    # ferroloop only: the kernel's registration changes when the socket
+    # first waits, not on every round trip (asyncio adds and removes it).
+    a, b = pair
+    b.setblocking(True)
+
+    async def main():
+        for i in range(50):
+            floop.call_soon(b.send, b"%d" % i)
+            assert await floop.sock_recv(a, 10) == b"%d" % i
+            await floop.sock_sendall(a, b"ok")
+            assert b.recv(10) == b"ok"
+            if i == 0:
+                first = floop._registration_changes()
+        return floop._registration_changes() - first
+
+    assert floop.run_until_complete(main()) == 0

@@ -11,6 +11,7 @@ use pyo3::types::{PyInt, PyTuple};
 use super::LoopCore;
 use crate::handle::{Args, Handle};
 use crate::reactor::{FdHandles, Side};
+use crate::socket_fd::native_fd;
 
 impl LoopCore {
     pub fn add_fd_callback(
@@ -23,7 +24,21 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let num = Self::lookup_fd(slf, fd)?;
         let fileobj = (!fd.is_instance_of::<PyInt>()).then(|| fd.clone().unbind());
-        Self::add_fd_with(slf, num, side, callback, args, fileobj, context)
+        Self::add_fd_with(slf, num, side, callback, args, fileobj, None, context)
+    }
+
+    /// `add_fd_callback(fd, ...)` of a `sock_*` operation on `sock`: a
+    /// socket module object's fd is registered edge-triggered and parked
+    /// between operations (see `reactor/parked.rs`).
+    pub fn add_sock_op(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        side: Side,
+        op: Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<Handle>> {
+        let owner = (native_fd(sock) == Some(fd)).then_some(sock);
+        Self::add_fd_with(slf, fd, side, op, Args::new(), None, owner, None)
     }
 
     /// `add_fd_callback` for a known fd number (transports); the callback
@@ -37,9 +52,10 @@ impl LoopCore {
         args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::add_fd_with(slf, fd, side, callback, args, None, context)
+        Self::add_fd_with(slf, fd, side, callback, args, None, None, context)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_fd_with(
         slf: &Bound<'_, Self>,
         fd: RawFd,
@@ -47,6 +63,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Args,
         fileobj: Option<Py<PyAny>>,
+        owner: Option<&Bound<'_, PyAny>>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
@@ -55,7 +72,7 @@ impl LoopCore {
         let handle = Py::new(py, Self::new_handle(slf, callback, args, context, false)?)?;
         let replaced = this
             .reactor
-            .add(py, fd, side, handle.clone_ref(py), fileobj);
+            .add(py, fd, side, handle.clone_ref(py), fileobj, owner);
         this.fds_changed();
         let replaced = replaced?;
         let mut result = Ok(handle);
@@ -207,6 +224,12 @@ impl LoopCore {
 
     fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         Self::remove_fd_callback(slf, fd, Side::Write)
+    }
+
+    /// How many times the kernel's fd registrations were changed: for the
+    /// tests of the `sock_*` operations' parking.
+    fn _registration_changes(&self) -> u64 {
+        self.reactor.registration_changes()
     }
 
     /// The reader and writer handles of `fd` (either may be None): what

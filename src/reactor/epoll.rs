@@ -1,7 +1,30 @@
-//! Level-triggered registration on mio's epoll instance (Linux).
+//! Registration on mio's epoll instance (Linux): level-triggered, as
+//! asyncio's selector, or edge-triggered for the `sock_*` operations.
 
 use std::io;
 use std::os::fd::RawFd;
+
+/// What the kernel is asked to report for one fd.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+    /// Edge-triggered: each readiness change reported once.
+    pub edge: bool,
+}
+
+impl Interest {
+    /// Nothing: the fd is removed.
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+        edge: false,
+    };
+
+    pub fn is_none(self) -> bool {
+        !self.read && !self.write
+    }
+}
 
 /// How a registration went through.
 pub enum Registered {
@@ -12,17 +35,18 @@ pub enum Registered {
     Afresh,
 }
 
-/// Make the kernel watch `fd` for the given directions, level-triggered,
-/// with the fd itself as the event token. Both false removes the fd.
-/// `known` says whether we believe the fd is registered.
+/// Make the kernel watch `fd` for the given directions, level-triggered
+/// (edge-triggered with `edge`), with the fd itself as the event token.
+/// Both false removes the fd. `known` says whether we believe the fd is
+/// registered.
 pub fn set_interest(
     epfd: RawFd,
     fd: RawFd,
-    read: bool,
-    write: bool,
+    interest: Interest,
     known: bool,
 ) -> io::Result<Registered> {
-    if !read && !write {
+    let Interest { read, write, edge } = interest;
+    if interest.is_none() {
         return ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0).map(|()| Registered::AsKnown);
     }
     let mut mask = 0u32;
@@ -31,6 +55,9 @@ pub fn set_interest(
     }
     if write {
         mask |= libc::EPOLLOUT as u32;
+    }
+    if edge {
+        mask |= libc::EPOLLET as u32;
     }
     if known {
         match ctl(epfd, libc::EPOLL_CTL_MOD, fd, mask) {

@@ -5,14 +5,16 @@
 //! iteration. mio registers edge-triggered, so the fds are registered on
 //! mio's epoll instance in level mode by `epoll.rs` (the one platform module),
 //! while mio does the waiting, decodes the events and provides the
-//! cross-thread `Waker` (an eventfd).
+//! cross-thread `Waker` (an eventfd). The `sock_*` operations' fds are
+//! registered edge-triggered and parked between operations (`parked.rs`).
 
 mod epoll;
+mod parked;
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
@@ -22,6 +24,8 @@ use crate::gil_cell::GilCell;
 use crate::handle::Handle;
 use crate::live::{Live, Registrations};
 use crate::pyhelpers::os_error;
+use epoll::Interest;
+use parked::{still_held, Parked, ParkedFds};
 
 /// Token of the waker; fds are non-negative `i32`s and can never collide.
 const WAKER_TOKEN: Token = Token(1 << 40);
@@ -36,8 +40,23 @@ pub struct FdEntry {
     /// not a plain number: asyncio's selector finds a registration by its
     /// object once the object is closed and its `fileno()` is -1.
     pub fileobj: Option<Py<PyAny>>,
+    /// The socket object whose `sock_*` operations are the fd's only
+    /// callbacks: the fd is then registered edge-triggered, and parked
+    /// rather than removed when the last one finishes (`parked.rs`).
+    owner: Option<Py<PyAny>>,
     /// Counts the registered fds (`live`): an entry exists while its fd is.
     _live: Live<Registrations>,
+}
+
+impl FdEntry {
+    /// What the kernel watches for this entry.
+    fn interest(&self) -> Interest {
+        Interest {
+            read: self.reader.is_some(),
+            write: self.writer.is_some(),
+            edge: self.owner.is_some(),
+        }
+    }
 }
 
 struct Poller {
@@ -64,6 +83,10 @@ pub struct Reactor {
     open: GilCell<Option<Open>>,
     closed: AtomicBool,
     fds: GilCell<HashMap<RawFd, FdEntry>>,
+    /// Finished `sock_*` operations' registrations, until the next poll.
+    parked: GilCell<ParkedFds>,
+    /// How many times the kernel's registrations were changed (for tests).
+    changes: AtomicU64,
 }
 
 /// Which side of an fd a call is about.
@@ -101,7 +124,27 @@ impl Reactor {
             open: GilCell::new(Some(Open { registry, waker })),
             closed: AtomicBool::new(false),
             fds: GilCell::new(HashMap::new()),
+            parked: GilCell::new(ParkedFds::default()),
+            changes: AtomicU64::new(0),
         })
+    }
+
+    /// `epoll::set_interest`, counted.
+    fn set_interest(
+        &self,
+        epfd: RawFd,
+        fd: RawFd,
+        interest: Interest,
+        known: bool,
+    ) -> io::Result<epoll::Registered> {
+        self.changes.fetch_add(1, Relaxed);
+        epoll::set_interest(epfd, fd, interest, known)
+    }
+
+    /// How many times the kernel's registrations were changed (each one
+    /// `epoll_ctl`, two when our belief was stale).
+    pub fn registration_changes(&self) -> u64 {
+        self.changes.load(Relaxed)
     }
 
     /// Run `f` on the epoll fd, which stays open for the call (the borrow
@@ -146,7 +189,8 @@ impl Reactor {
 
     /// Install `handle` as the reader or writer of `fd` (registered with
     /// `fileobj`, if an object rather than a number); returns the handles
-    /// it replaces (the caller cancels them, outside any borrow).
+    /// it replaces (the caller cancels them, outside any borrow). `owner`:
+    /// the socket object of a `sock_*` operation (see `FdEntry::owner`).
     pub fn add(
         &self,
         py: Python<'_>,
@@ -154,6 +198,7 @@ impl Reactor {
         side: Side,
         handle: Py<Handle>,
         fileobj: Option<Py<PyAny>>,
+        owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Replaced> {
         let open = self.open.borrow(py);
         let epfd = match open.as_ref() {
@@ -161,15 +206,44 @@ impl Reactor {
             _ => return Err(closed_error()),
         };
         let mut fds = self.fds.borrow_mut(py);
-        let known = fds.contains_key(&fd);
-        let entry = fds.entry(fd).or_default();
-        let (read, write) = match side {
-            Side::Read => (true, entry.writer.is_some()),
-            Side::Write => (entry.reader.is_some(), true),
-        };
-        let unchanged = known && (read, write) == (entry.reader.is_some(), entry.writer.is_some());
         let mut replaced = Replaced::default();
-        match epoll::set_interest(epfd, fd, read, write, known) {
+        let is_new = !fds.contains_key(&fd);
+        // Whether we believe the kernel has the fd, and, for a registration
+        // taken back from parking, exactly what it watches.
+        let mut known = !is_new;
+        let mut in_kernel = None;
+        let mut new_owner = owner.map(|o| o.clone().unbind());
+        if is_new {
+            if let Some(parked) = self.parked.borrow_mut(py).take(fd) {
+                known = true;
+                let same = owner.is_some_and(|o| o.is(&parked.owner));
+                if same && still_held(py, &parked.owner, fd) {
+                    in_kernel = Some(parked.interest);
+                }
+                replaced.objects.push(parked.owner);
+            }
+        }
+        let entry = fds.entry(fd).or_default();
+        let before = entry.interest();
+        if is_new {
+            entry.owner = new_owner.take();
+        } else if !matches!((owner, &entry.owner), (Some(o), Some(e)) if o.is(e)) {
+            // Another kind of callback joins: level-triggered from now on.
+            replaced.objects.extend(entry.owner.take());
+        }
+        let mut want = entry.interest();
+        match side {
+            Side::Read => want.read = true,
+            Side::Write => want.write = true,
+        }
+        let unchanged = !is_new && want == before;
+        let registered = if in_kernel == Some(want) {
+            // Taken back from parking as it was: nothing to tell the kernel.
+            Ok(epoll::Registered::AsKnown)
+        } else {
+            self.set_interest(epfd, fd, want, known)
+        };
+        match registered {
             Ok(epoll::Registered::AsKnown) => {}
             // The fd was closed since, and the interest stays what it was:
             // asyncio's selector only swaps the callback then (no syscall).
@@ -179,11 +253,17 @@ impl Reactor {
                 // number reused. The other side belonged to the old file.
                 replaced.handles.extend(entry.reader.take());
                 replaced.handles.extend(entry.writer.take());
-                if let Err(err) =
-                    epoll::set_interest(epfd, fd, side == Side::Read, side == Side::Write, true)
-                {
+                replaced.objects.extend(entry.owner.take());
+                entry.owner = owner.map(|o| o.clone().unbind());
+                let only = Interest {
+                    read: side == Side::Read,
+                    write: side == Side::Write,
+                    edge: entry.owner.is_some(),
+                };
+                if let Err(err) = self.set_interest(epfd, fd, only, true) {
                     if let Some(old) = fds.remove(&fd) {
                         replaced.objects.extend(old.fileobj);
+                        replaced.objects.extend(old.owner);
                     }
                     drop((fds, open));
                     drop(replaced);
@@ -191,9 +271,9 @@ impl Reactor {
                 }
             }
             Err(err) => {
-                let old = if !known { fds.remove(&fd) } else { None };
+                let old = if is_new { fds.remove(&fd) } else { None };
                 drop((fds, open));
-                drop(old);
+                drop((old, replaced));
                 return Err(os_error(err));
             }
         }
@@ -211,26 +291,39 @@ impl Reactor {
     /// Remove the reader or writer of `fd`; returns it if there was one.
     /// The caller drops what it gets after this returns (no borrow left).
     pub fn remove(&self, py: Python<'_>, fd: RawFd, side: Side) -> Option<Py<Handle>> {
-        let (old, fileobj) = {
+        let taken = {
             let mut fds = self.fds.borrow_mut(py);
             let entry = fds.get_mut(&fd)?;
+            let before = entry.interest();
             let old = match side {
                 Side::Read => entry.reader.take(),
                 Side::Write => entry.writer.take(),
             };
-            let (read, write) = (entry.reader.is_some(), entry.writer.is_some());
-            let fileobj = if !read && !write {
-                fds.remove(&fd).and_then(|e| e.fileobj)
-            } else {
-                None
-            };
-            // The fd may already be closed; the kernel then forgot it by itself.
-            self.with_epfd(py, |epfd| {
-                let _ = epoll::set_interest(epfd, fd, read, write, true);
-            });
-            (old, fileobj)
+            let now = entry.interest();
+            let gone = if now.is_none() { fds.remove(&fd) } else { None };
+            let (fileobj, owner) = gone.map_or((None, None), |e| (e.fileobj, e.owner));
+            match owner {
+                // The operation's socket may take it back before the next poll.
+                Some(owner) if still_held(py, &owner, fd) => {
+                    let parked = Parked {
+                        owner,
+                        interest: before,
+                    };
+                    self.parked.borrow_mut(py).park(fd, parked);
+                    (old, fileobj, None)
+                }
+                owner => {
+                    // The fd may already be closed; the kernel then forgot
+                    // it by itself.
+                    self.with_epfd(py, |epfd| {
+                        let _ = self.set_interest(epfd, fd, now, true);
+                    });
+                    (old, fileobj, owner)
+                }
+            }
         };
-        drop(fileobj);
+        let (old, fileobj, owner) = taken;
+        drop((fileobj, owner));
         old
     }
 
@@ -281,14 +374,36 @@ impl Reactor {
     }
 
     /// Forget every registration (on close); the caller drops the result.
-    pub fn take_all(&self, py: Python<'_>) -> Vec<FdEntry> {
+    pub fn take_all(&self, py: Python<'_>) -> (Vec<FdEntry>, Vec<Py<PyAny>>) {
+        let unparked = self.unpark_all(py);
         let all: Vec<(RawFd, FdEntry)> = self.fds.borrow_mut(py).drain().collect();
         self.with_epfd(py, |epfd| {
             for (fd, _) in &all {
-                let _ = epoll::set_interest(epfd, *fd, false, false, true);
+                let _ = self.set_interest(epfd, *fd, Interest::NONE, true);
             }
         });
-        all.into_iter().map(|(_, e)| e).collect()
+        (all.into_iter().map(|(_, e)| e).collect(), unparked)
+    }
+
+    /// Remove the parked registrations from the kernel (those whose socket
+    /// still holds the fd: any other is no longer ours to name); returns
+    /// the socket objects, for the caller to drop outside any borrow.
+    pub fn unpark_all(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        let parked = {
+            let mut parked = self.parked.borrow_mut(py);
+            if parked.is_empty() {
+                return Vec::new();
+            }
+            parked.drain()
+        };
+        self.with_epfd(py, |epfd| {
+            for (fd, p) in &parked {
+                if still_held(py, &p.owner, *fd) {
+                    let _ = self.set_interest(epfd, *fd, Interest::NONE, true);
+                }
+            }
+        });
+        parked.into_iter().map(|(_, p)| p.owner).collect()
     }
 
     /// Every registered handle, for the garbage collector's traverse.
@@ -300,22 +415,33 @@ impl Reactor {
         }
     }
 
-    /// Every object registrations were made with, for the traverse.
+    /// Every object registrations were made with (and every parked
+    /// registration's socket), for the traverse.
     pub fn for_each_fileobj_unguarded(&self, mut f: impl FnMut(&Py<PyAny>)) {
         if let Some(fds) = self.fds.unguarded() {
             fds.values()
-                .filter_map(|e| e.fileobj.as_ref())
+                .flat_map(|e| e.fileobj.iter().chain(e.owner.iter()))
                 .for_each(&mut f);
+        }
+        if let Some(parked) = self.parked.unguarded() {
+            parked.owners().for_each(&mut f);
         }
     }
 
     /// Drop the registrations from the collector's clear (fds stay
     /// registered with the kernel until the loop is dropped).
-    pub fn take_all_unguarded(&self) -> Vec<FdEntry> {
-        self.fds
+    pub fn take_all_unguarded(&self) -> (Vec<FdEntry>, Vec<Py<PyAny>>) {
+        let fds = self
+            .fds
             .unguarded()
             .map(|mut fds| fds.drain().map(|(_, e)| e).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let parked = self
+            .parked
+            .unguarded()
+            .map(|mut p| p.drain().into_iter().map(|(_, p)| p.owner).collect())
+            .unwrap_or_default();
+        (fds, parked)
     }
 
     /// Wait for readiness with the GIL released, then hand the ready
@@ -329,6 +455,9 @@ impl Reactor {
         timeout: Option<Duration>,
         mut push: impl FnMut(Py<Handle>),
     ) -> PyResult<()> {
+        // What no operation took back since the last poll leaves the kernel
+        // now, before it could report anything.
+        drop(self.unpark_all(py));
         // Out of its cell for the wait, so no borrow (and no lock) is held
         // while the GIL is released.
         let Some(mut poller) = self.poller.borrow_mut(py).take() else {
