@@ -9,9 +9,10 @@
 //! (`SnapshotCache`), and each handle takes a copy of its own (`own_copy`)
 //! only when it runs or when Python asks for it (`get_context()`). Pending
 //! handles then hold no context of their own: a million queued timers or
-//! thread-safe calls do not mean a million live contexts, and the run-time
-//! copy comes from CPython's context free list, warm because the previous
-//! callback's copy was just released.
+//! thread-safe calls do not mean a million live contexts. The run-time
+//! copy is the loop's spare when there is one: the copy the previous
+//! callback ran in, if it came back untouched (no variable set, no
+//! reference kept), pointed at the new handle's variable map.
 //!
 //! A snapshot is never entered and never leaves Rust, so its variables
 //! never change, and no `Token` or `copy_context()` can tell handles that
@@ -221,14 +222,74 @@ fn ffi_exact_context(ctx: &Bound<'_, PyAny>) -> bool {
     unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) != 0 }
 }
 
+/// Point `ctx`, a context we hold that nothing else does and that is not
+/// entered, at `snapshot`'s variable map; returns the map it had, for the
+/// caller to drop outside any borrow (it may free a variable's value).
+fn point_at_map(ctx: &Bound<'_, PyAny>, snapshot: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    let py = ctx.py();
+    let new = vars_of(snapshot);
+    // SAFETY: both are live exact `Context` objects whose `ctx_vars` sits
+    // at `VARS_OFFSET` (`layout_ok`); the field always holds a strong
+    // reference to a map, so the new map is increfed before it is stored
+    // and the old reference is handed back. Nothing else holds `ctx`, so no
+    // thread state has it as its current context.
+    unsafe {
+        let field = ctx
+            .as_ptr()
+            .cast::<u8>()
+            .add(VARS_OFFSET)
+            .cast::<*mut ffi::PyObject>();
+        let old = *field;
+        if old == new {
+            return None;
+        }
+        ffi::Py_INCREF(new);
+        *field = new;
+        Some(Bound::from_owned_ptr(py, old).unbind())
+    }
+}
+
 /// A loop's current snapshot: the last context copy it handed out, reused
 /// while the caller's variables are the same map. Emptied every iteration,
 /// so it keeps nothing alive longer than the handles that share it.
-pub struct SnapshotCache(GilCell<Option<Py<PyAny>>>);
+///
+/// Also a spare copy: a context a callback ran in that came back untouched
+/// (see `untouched_copy`), which the next handle's run takes instead of a
+/// new copy, once pointed at its snapshot's map. Nobody can tell it from a
+/// fresh copy; it is dropped with the snapshot every iteration.
+pub struct SnapshotCache(GilCell<Option<Py<PyAny>>>, GilCell<Option<Py<PyAny>>>);
 
 impl SnapshotCache {
     pub const fn new() -> Self {
-        SnapshotCache(GilCell::new(None))
+        SnapshotCache(GilCell::new(None), GilCell::new(None))
+    }
+
+    /// A context of the handle's own to run in, with `snapshot`'s
+    /// variables: the spare copy if there is one, else a new copy.
+    pub fn copy_of<'py>(&self, snapshot: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = snapshot.py();
+        let spare = self.1.borrow_mut(py).take();
+        match spare {
+            Some(ctx) => {
+                let ctx = ctx.into_bound(py);
+                drop(point_at_map(&ctx, snapshot));
+                Ok(ctx)
+            }
+            None => own_copy(snapshot),
+        }
+    }
+
+    /// Keep `copy`, a copy that a callback ran in and that came back
+    /// untouched, as the spare (the caller holds the only reference).
+    pub fn give_back(&self, copy: Bound<'_, PyAny>) {
+        let py = copy.py();
+        let mut spare = self.1.borrow_mut(py);
+        if spare.is_none() {
+            *spare = Some(copy.unbind());
+            return;
+        }
+        drop(spare);
+        drop(copy);
     }
 
     /// A context for a new one-shot handle, and whether it is a shared
@@ -267,20 +328,25 @@ impl SnapshotCache {
         Ok((current.unbind(), true))
     }
 
-    /// Let go of the snapshot (each iteration and at close).
+    /// Let go of the snapshot and the spare copy (each iteration and at
+    /// close).
     pub fn clear(&self, py: Python<'_>) {
         let old = self.0.borrow_mut(py).take();
-        drop(old);
+        let spare = self.1.borrow_mut(py).take();
+        drop((old, spare));
     }
 
     /// `clear` for `tp_clear`, which has no `Python` token.
-    pub fn take_unguarded(&self) -> Option<Py<PyAny>> {
-        self.0.unguarded().and_then(|mut s| s.take())
+    pub fn take_unguarded(&self) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        (
+            self.0.unguarded().and_then(|mut s| s.take()),
+            self.1.unguarded().and_then(|mut s| s.take()),
+        )
     }
 }
 
 impl Traverse for SnapshotCache {
     fn traverse(&self, visit: &pyo3::gc::PyVisit<'_>) -> TraverseResult {
-        self.0.traverse(visit)
+        (&self.0, &self.1).traverse(visit)
     }
 }

@@ -141,6 +141,11 @@ impl LoopCore {
         self.snapshot.context(py)
     }
 
+    /// The snapshot cache, whose spare copy handles run in (`context.rs`).
+    pub fn snapshots(&self) -> &SnapshotCache {
+        &self.snapshot
+    }
+
     pub fn timer_cancelled(&self, py: Python<'_>) {
         self.timers.borrow_mut(py).note_cancelled();
     }

@@ -191,8 +191,8 @@ impl Handle {
             self.context_shared.store(false, Relaxed);
             return Ok((current, None));
         }
+        let copy = self.loop_.get().snapshots().copy_of(&current)?;
         drop(current);
-        let copy = context::own_copy(self.slot.borrow(py).context.bind(py))?;
         let snapshot =
             std::mem::replace(&mut self.slot.borrow_mut(py).context, copy.clone().unbind());
         self.context_shared.store(false, Relaxed);
@@ -214,7 +214,8 @@ impl Handle {
         let own = std::mem::replace(&mut self.slot.borrow_mut(py).context, snapshot);
         self.context_shared.store(true, Relaxed);
         drop(own);
-        drop(copy);
+        // The next handle's run takes it instead of a new copy.
+        self.loop_.get().snapshots().give_back(copy);
     }
 
     /// Whether a handle that has just run can be reused for another
@@ -406,10 +407,9 @@ impl Handle {
                 }
             }
         };
-        // A handle about to be dropped or recycled keeps its copy.
         match snapshot {
-            Some(snapshot) if !taken => this.settle_context(py, ctx_ref, snapshot),
-            other => drop((ctx_ref, other)),
+            Some(snapshot) => this.settle_context(py, ctx_ref, snapshot),
+            None => drop(ctx_ref),
         }
         if !result.is_null() {
             // SAFETY: a non-null result of PyObject_Call is a new reference.

@@ -305,6 +305,20 @@ def test_callbacks_queued_together_do_not_share_a_context(loop):
     assert seen == ["default"] * 7
 
 
+def test_bursts_of_different_values_queued_together_see_their_own(loop):
+    # One iteration runs them all: a context that came back untouched is
+    # reused for the next callback, pointed at that callback's variables.
+    seen = []
+    for i in range(4):
+        token = var.set(f"v{i}")
+        for _ in range(3):
+            loop.call_soon(lambda: seen.append(var.get()))
+        loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+        var.reset(token)
+    run_iterations(loop, 1)
+    assert seen == [f"v{i}" for i in range(4) for _ in range(4)]
+
+
 def test_get_context_is_the_context_the_callback_ran_in(loop):
     fresh = contextvars.ContextVar("fresh")
     ran_in = []
