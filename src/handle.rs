@@ -28,6 +28,7 @@ use crate::live::{Handles, Live};
 use crate::pyhelpers;
 use crate::traverse::{Traverse, TraverseResult};
 
+pub mod alloc;
 mod timer;
 
 pub use timer::TimerHandle;

@@ -60,6 +60,12 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_class::<handle::TimerHandle>()?;
+    // Before any handle exists, once both types do (each instance is freed
+    // by its own type's `tp_free`, so each type may keep CPython's pair).
+    let py = m.py();
+    handle::alloc::install(&py.get_type::<handle::Handle>())?;
+    handle::alloc::install(&py.get_type::<handle::TimerHandle>())?;
+    m.add_function(wrap_pyfunction!(handle::alloc::_handles_skip_gc_count, m)?)?;
     m.add_class::<transports::socket::StreamTransportCore>()?;
     m.add_class::<transports::socket::DatagramTransportCore>()?;
     m.add_class::<transports::pipe::ReadPipeCore>()?;

@@ -191,3 +191,46 @@ def test_handle_pool_follows_the_last_iteration():
         assert live() - base <= 4096 + 2
     finally:
         loop.close()
+
+
+def test_handles_do_not_count_towards_the_next_collection():
+    """Allocating handles does not bring the cycle collector's next young
+    collection closer (they are kept out of it while pending, and rloop's
+    are not collected objects at all); handles are still collected."""
+    import gc
+    import weakref
+
+    from ferroloop import _ferroloop
+
+    assert _ferroloop._handles_skip_gc_count() is True
+    loop = ferroloop.new_event_loop()
+    try:
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.get_count()[0]
+            handles = [loop.call_soon(int) for _ in range(5000)]
+            timers = [loop.call_later(10, int) for _ in range(5000)]
+            grew = gc.get_count()[0] - before
+        finally:
+            gc.enable()
+        assert grew < 500, grew  # the two lists and their growth, not 10k handles
+
+        # A handle that ends up in a cycle (the context it ran in holds
+        # it) is still freed by the collector, timer or not.
+        var = contextvars.ContextVar("handle")
+
+        def cyclic(schedule):
+            box = []
+            box.append(schedule(lambda: var.set(box[0])))
+            return weakref.ref(box[0])
+
+        refs = [cyclic(loop.call_soon), cyclic(lambda cb: loop.call_later(0, cb))]
+        del handles, timers
+        loop.call_later(0.01, loop.stop)
+        loop.run_forever()
+        assert all(r() is not None for r in refs)  # only the cycle holds them
+        gc.collect()
+        assert [r() for r in refs] == [None, None]
+    finally:
+        loop.close()

@@ -28,6 +28,7 @@ __all__ = [
     "_shares_context_snapshots",
     "_reads_current_context_in_place",
     "_reads_socket_fd_natively",
+    "_handles_skip_gc_count",
 ]
 
 @disjoint_base
@@ -81,6 +82,9 @@ def _reads_current_context_in_place() -> bool:
 
 def _reads_socket_fd_natively() -> bool:
     """Whether transports read a socket object's fd without fileno()."""
+
+def _handles_skip_gc_count() -> bool:
+    """Whether handles are allocated without counting towards a collection."""
 
 __version__: str
 
