@@ -117,6 +117,9 @@ pub struct LoopCore {
     loop_thread: AtomicU64,
     /// The context snapshot pending one-shot handles share (`context.rs`).
     snapshot: SnapshotCache,
+    /// `{"loop": self}`, the keywords `call_with_loop` passes to a class
+    /// called through `tp_call` (see there).
+    loop_kwargs: GilCell<Option<Py<PyDict>>>,
 }
 
 const FDS_UNKNOWN: u8 = 0;
@@ -232,6 +235,16 @@ fn call_with_loop<'py>(
     args: &[*mut ffi::PyObject],
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    // SAFETY: a type check, then a field read of a live type object.
+    let through_tp_call = unsafe {
+        ffi::PyType_Check(cls.as_ptr()) != 0
+            && (*cls.as_ptr().cast::<ffi::PyTypeObject>())
+                .tp_vectorcall
+                .is_none()
+    };
+    if through_tp_call {
+        return call_with_loop_dict(slf, cls, args);
+    }
     let mut argv: SmallVec<[*mut ffi::PyObject; 3]> = args.iter().copied().collect();
     argv.push(slf.as_ptr());
     let kwnames =
@@ -246,6 +259,58 @@ fn call_with_loop<'py>(
             ffi::PyObject_Vectorcall(cls.as_ptr(), argv.as_ptr(), args.len(), kwnames.as_ptr()),
         )
     }
+}
+
+/// `call_with_loop` for a class without a vectorcall of its own (asyncio's
+/// C `Future` and `Task`): `PyObject_Vectorcall` would build a keyword dict
+/// from the names for `tp_call`, one allocated and freed per Future and
+/// Task. The loop keeps one `{"loop": self}` for them instead; a callee
+/// that kept or changed it gets it for good, and a new one is made.
+fn call_with_loop_dict<'py>(
+    slf: &Bound<'py, LoopCore>,
+    cls: &Bound<'py, PyAny>,
+    args: &[*mut ffi::PyObject],
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    // Out of its cell for the call: a nested call makes its own.
+    let cached = slf.get().loop_kwargs.borrow_mut(py).take();
+    let kwargs = match cached {
+        Some(d) => d.into_bound(py),
+        None => {
+            let d = PyDict::new(py);
+            d.set_item(intern!(py, "loop"), slf)?;
+            d
+        }
+    };
+    // SAFETY: the arguments are borrowed from the caller, alive for the call.
+    let args = PyTuple::new(
+        py,
+        args.iter()
+            .map(|&a| unsafe { Bound::from_borrowed_ptr(py, a) }),
+    )?;
+    // SAFETY: `cls`, `args` and `kwargs` are alive for the call; a new
+    // reference or NULL with an error comes back.
+    let result = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Call(cls.as_ptr(), args.as_ptr(), kwargs.as_ptr()),
+        )
+    };
+    // SAFETY: reading the refcount of a live object we hold.
+    let untouched = unsafe { ffi::Py_REFCNT(kwargs.as_ptr()) } == 1
+        && kwargs.len() == 1
+        && kwargs
+            .get_item(intern!(py, "loop"))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.is(slf));
+    if untouched {
+        let mut cell = slf.get().loop_kwargs.borrow_mut(py);
+        if cell.is_none() {
+            *cell = Some(kwargs.unbind());
+        }
+    }
+    result
 }
 
 /// A queued callback is the loop's own edge (see `OwnedEdge`); a foreign
@@ -368,6 +433,7 @@ impl LoopCore {
             has_batched: AtomicBool::new(false),
             loop_thread: AtomicU64::new(0),
             snapshot: SnapshotCache::new(),
+            loop_kwargs: GilCell::new(None),
         })
     }
 
@@ -433,19 +499,19 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed()?;
         let kwargs = match kwargs {
-            Some(kw) => kw.copy()?,
-            None => PyDict::new(py),
+            Some(kw) => Some(kw.copy()?),
+            None => None,
         };
         if this.is_debug() || !slf.getattr(intern!(py, "_task_factory"))?.is_none() {
             let base = BASE_LOOP.import(py, "asyncio.base_events", "BaseEventLoop")?;
             return base
                 .getattr(intern!(py, "create_task"))?
-                .call((slf, coro), Some(&kwargs));
+                .call((slf, coro), kwargs.as_ref());
         }
         let task = module_attr(py, &TASKS_DICT, "asyncio.tasks", intern!(py, "Task"))?;
-        if kwargs.is_empty() {
+        let Some(kwargs) = kwargs.filter(|kw| !kw.is_empty()) else {
             return call_with_loop(slf, &task, &[coro.as_ptr()]);
-        }
+        };
         kwargs.set_item(intern!(py, "loop"), slf)?;
         task.call((coro,), Some(&kwargs))
     }
@@ -554,6 +620,7 @@ impl LoopCore {
             &self.pool,
             &self.reactor,
             &self.snapshot,
+            &self.loop_kwargs,
         )
             .traverse(&visit)
     }
@@ -568,6 +635,7 @@ impl LoopCore {
         self.fds_changed();
         let pool = self.pool.unguarded().map(|mut p| p.take());
         let snapshot = self.snapshot.take_unguarded();
-        drop((ready, timers, fds, pool, snapshot));
+        let kwargs = self.loop_kwargs.unguarded().and_then(|mut k| k.take());
+        drop((ready, timers, fds, pool, snapshot, kwargs));
     }
 }

@@ -234,3 +234,37 @@ def test_handles_do_not_count_towards_the_next_collection():
         assert [r() for r in refs] == [None, None]
     finally:
         loop.close()
+
+
+def test_create_future_and_task_give_each_call_its_own_keywords(monkeypatch):
+    """create_future/create_task call the classes with `loop=self` (a
+    keyword dict the loop reuses for C classes): a class that keeps or
+    changes the keywords it got does not change what the next call gets."""
+    seen = []
+
+    class KeepingFuture(asyncio.Future):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs)
+            kwargs["extra"] = len(seen)
+            super().__init__(*args, loop=kwargs["loop"])
+
+    loop = ferroloop.new_event_loop()
+    try:
+        futs = [loop.create_future() for _ in range(3)]  # the C Future
+        assert all(f.get_loop() is loop for f in futs)
+        monkeypatch.setattr(asyncio.futures, "Future", KeepingFuture)
+        futs = [loop.create_future() for _ in range(3)]
+        assert all(type(f) is KeepingFuture and f.get_loop() is loop for f in futs)
+        assert [sorted(k) for k in seen] == [["extra", "loop"]] * 3
+        assert [k["extra"] for k in seen] == [1, 2, 3]
+        monkeypatch.undo()
+
+        async def coro():
+            return 1
+
+        tasks = [loop.create_task(coro()) for _ in range(3)]
+        assert all(t.get_loop() is loop for t in tasks)
+        assert loop.run_until_complete(asyncio.gather(*tasks)) == [1, 1, 1]
+        assert loop.create_future().get_loop() is loop
+    finally:
+        loop.close()
