@@ -76,6 +76,9 @@ impl ParkedFds {
 
 /// Whether `owner`, the socket object a registration was made for, still
 /// holds `fd` (so the kernel's registration under `fd` is its file's).
+/// Runs no Python code (safe under the reactor's borrows): an owner is
+/// only ever a socket whose fd `socket_fd::native_fd` read, so the layout
+/// probe has run.
 pub fn still_held(py: Python<'_>, owner: &Py<PyAny>, fd: RawFd) -> bool {
     socket_fd::native_fd(owner.bind(py)) == Some(fd)
 }
