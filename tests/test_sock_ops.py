@@ -267,3 +267,66 @@ def test_echo_round_trips_take_their_registration_back(floop, pair):
         return floop._registration_changes() - first
 
     assert floop.run_until_complete(main()) == 0
+
+
+def test_many_echo_connections_with_churn_keep_every_byte(loop):
+    # Servers and clients on sock_* operations over socketpairs, with
+    # connections closed and their fd numbers reused while others run:
+    # every byte comes back, nothing hangs, nothing stays registered.
+    import random
+
+    rng = random.Random(7)
+    fds = set()
+    done = []
+
+    async def serve(sock):
+        try:
+            while True:
+                data = await loop.sock_recv(sock, 65536)
+                if not data:
+                    return
+                await loop.sock_sendall(sock, data)
+        finally:
+            sock.close()
+
+    async def client(rounds):
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        fds.update((a.fileno(), b.fileno()))
+        server = asyncio.ensure_future(serve(b))
+        try:
+            for _ in range(rounds):
+                payload = os.urandom(rng.choice((1, 100, 4096, 70_000)))
+                send = asyncio.ensure_future(loop.sock_sendall(a, payload))
+                got = bytearray()
+                while len(got) < len(payload):
+                    chunk = await loop.sock_recv(a, 65536)
+                    assert chunk
+                    got += chunk
+                await send
+                assert bytes(got) == payload
+                done.append(len(payload))
+        finally:
+            a.close()  # the server reads EOF and closes its end
+            await server
+
+    async def main():
+        # 60 connections, 10 at a time: each new one takes the fd numbers
+        # of one that just closed while the others keep echoing.
+        rounds = [rng.randint(1, 15) for _ in range(60)]
+        slots = asyncio.Semaphore(10)
+
+        async def limited(r):
+            async with slots:
+                await client(r)
+
+        await asyncio.wait_for(asyncio.gather(*(limited(r) for r in rounds)), 30)
+        await asyncio.sleep(0)
+        return sum(rounds)
+
+    assert loop.run_until_complete(main()) == len(done)
+    assert len(fds) < 60  # fd numbers were reused
+    for fd in fds:
+        with pytest.raises(KeyError):
+            loop._selector.get_key(fd)
