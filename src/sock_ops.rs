@@ -18,7 +18,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
-use pyo3::{intern, PyTraverseError};
+use pyo3::{intern, IntoPyObjectExt, PyTraverseError};
 
 use crate::event_loop::LoopCore;
 use crate::handle::Handle;
@@ -84,11 +84,12 @@ fn wait_for_fd<'py>(
     loop_: &Bound<'py, LoopCore>,
     fd: RawFd,
     side: Side,
-    op: Bound<'py, PyAny>,
+    op: impl IntoPyObject<'py>,
     sock: &Bound<'py, PyAny>,
     fut: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
     let py = loop_.py();
+    let op = op.into_bound_py_any(py)?;
     loop_.call_method1(intern!(py, "_ensure_fd_no_transport"), (fd,))?;
     if fd < 0 {
         // What add_reader says of a closed socket's -1.
@@ -125,8 +126,7 @@ impl FdDone {
 
     fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
         if !self.handle.get().is_cancelled() {
-            let fd = self.fd.into_pyobject(py)?.into_any();
-            LoopCore::remove_fd_callback(self.loop_.bind(py), &fd, self.side)?;
+            LoopCore::remove_fd(self.loop_.bind(py), self.fd, self.side)?;
         }
         Ok(())
     }
@@ -285,14 +285,7 @@ pub fn sock_recv<'py>(
         sock: sock.clone().unbind(),
         n,
     };
-    wait_for_fd(
-        loop_,
-        fd,
-        Side::Read,
-        Bound::new(py, op)?.into_any(),
-        sock,
-        &fut,
-    )?;
+    wait_for_fd(loop_, fd, Side::Read, op, sock, &fut)?;
     Ok(fut)
 }
 
@@ -315,14 +308,7 @@ pub fn sock_recv_into<'py>(
         sock: sock.clone().unbind(),
         buf: buf.clone().unbind(),
     };
-    wait_for_fd(
-        loop_,
-        fd,
-        Side::Read,
-        Bound::new(py, op)?.into_any(),
-        sock,
-        &fut,
-    )?;
+    wait_for_fd(loop_, fd, Side::Read, op, sock, &fut)?;
     Ok(fut)
 }
 
@@ -351,13 +337,6 @@ pub fn sock_sendall<'py>(
         data: view,
         pos: std::sync::atomic::AtomicUsize::new(sent),
     };
-    wait_for_fd(
-        loop_,
-        fd,
-        Side::Write,
-        Bound::new(py, op)?.into_any(),
-        sock,
-        &fut,
-    )?;
+    wait_for_fd(loop_, fd, Side::Write, op, sock, &fut)?;
     Ok(fut)
 }

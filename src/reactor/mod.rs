@@ -212,7 +212,6 @@ impl Reactor {
         // taken back from parking, exactly what it watches.
         let mut known = !is_new;
         let mut in_kernel = None;
-        let mut new_owner = owner.map(|o| o.clone().unbind());
         if is_new {
             if let Some(parked) = self.parked.borrow_mut(py).take(fd) {
                 known = true;
@@ -226,7 +225,7 @@ impl Reactor {
         let entry = fds.entry(fd).or_default();
         let before = entry.interest();
         if is_new {
-            entry.owner = new_owner.take();
+            entry.owner = owner.map(|o| o.clone().unbind());
         } else if !matches!((owner, &entry.owner), (Some(o), Some(e)) if o.is(e)) {
             // Another kind of callback joins: level-triggered from now on.
             replaced.objects.extend(entry.owner.take());
