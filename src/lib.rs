@@ -67,6 +67,12 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::alloc::install(&py.get_type::<handle::TimerHandle>())?;
     m.add_function(wrap_pyfunction!(handle::alloc::_handles_skip_gc_count, m)?)?;
     m.add_class::<transports::socket::StreamTransportCore>()?;
+    m.add_function(wrap_pyfunction!(
+        transports::socket::init_stream_transport,
+        m
+    )?)?;
+    m.add_function(wrap_pyfunction!(transports::socket::py_attach_socket, m)?)?;
+    m.add_class::<transports::core_method::CoreMethod>()?;
     m.add_class::<transports::socket::DatagramTransportCore>()?;
     m.add_class::<transports::pipe::ReadPipeCore>()?;
     m.add_class::<transports::pipe::WritePipeCore>()?;

@@ -33,9 +33,11 @@ use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::SockAddr;
 use crate::transports::logger;
+use crate::transports::socket::init_stream_transport;
 use crate::traverse::Traverse;
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TCP_TRANSPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct Acceptor {
@@ -52,6 +54,10 @@ pub struct Acceptor {
     /// The server's `contextvars.Context` (asyncio 3.15): each connection
     /// is set up, and its transport runs, in a copy of it. None before 3.15.
     context: Option<Py<PyAny>>,
+    /// The loop's `_make_socket_transport` is ferroloop's own, so each
+    /// transport is made here, without that call and the class's
+    /// `__init__` frame (same object, same set-up).
+    native_transport: bool,
 }
 
 /// What one `accept4` gave.
@@ -116,12 +122,38 @@ impl Acceptor {
         };
         Ok(conn)
     }
+
+    /// `loop._make_socket_transport(conn, protocol, extra=, server=,
+    /// context=)` when it is ferroloop's own: a `TcpTransport` made
+    /// without its `__init__` frame, then set up as `__init__` does.
+    fn make_transport<'py>(
+        &self,
+        lp: &Bound<'py, LoopCore>,
+        conn: &Bound<'py, PyAny>,
+        protocol: Bound<'py, PyAny>,
+        extra: &Bound<'py, PyAny>,
+        context: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let py = lp.py();
+        let cls = TCP_TRANSPORT.import(py, "ferroloop.transports", "TcpTransport")?;
+        let transport = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+        init_stream_transport(
+            &transport,
+            lp,
+            conn,
+            protocol,
+            None,
+            Some(extra.clone()),
+            Some(self.server.bind(py).clone()),
+            (!context.is_none()).then(|| context.clone().unbind()),
+        )
+    }
 }
 
 #[pymethods]
 impl Acceptor {
     #[new]
-    #[pyo3(signature = (loop_, sock, protocol_factory, server, backlog, context=None))]
+    #[pyo3(signature = (loop_, sock, protocol_factory, server, backlog, context=None, native_transport=false))]
     fn new(
         loop_: Py<LoopCore>,
         sock: Bound<'_, PyAny>,
@@ -129,6 +161,7 @@ impl Acceptor {
         server: Py<PyAny>,
         backlog: usize,
         context: Option<Py<PyAny>>,
+        native_transport: bool,
     ) -> PyResult<Self> {
         let py = sock.py();
         // A bad socket fails as asyncio's `_add_reader(sock.fileno())` does.
@@ -148,6 +181,7 @@ impl Acceptor {
             server,
             backlog: backlog.max(1),
             context: context.filter(|c| !c.is_none(py)),
+            native_transport,
         })
     }
 
@@ -254,6 +288,9 @@ impl Acceptor {
         let mut protocol = None;
         let made = self.protocol_factory.bind(py).call0().and_then(|p| {
             protocol = Some(p.clone());
+            if self.native_transport {
+                return self.make_transport(lp, &conn, p, &extra, &context);
+            }
             let kwargs = PyDict::new(py);
             kwargs.set_item("extra", &extra)?;
             kwargs.set_item("server", &self.server)?;
@@ -265,6 +302,7 @@ impl Acceptor {
                 (&conn, p),
                 Some(&kwargs),
             )
+            .map(drop)
         });
         let err = match made {
             Ok(_) => return Ok(()),

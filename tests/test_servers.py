@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import resource
 import socket
+import sys
 
 import pytest
 
@@ -171,3 +172,107 @@ def test_failing_protocol_factory_closes_the_connection_in_debug_mode_too(floop)
         return data
 
     assert floop.run_until_complete(main()) == b""
+
+
+class Keep(asyncio.Protocol):
+    """Keeps the transport; tells `made` once connected."""
+
+    def __init__(self, made: asyncio.Future):
+        self.made = made
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.made.set_result(transport)
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_accepted_transport_is_set_up_as_asyncio_does(loop, family, tmp_path):
+    """What `_SelectorSocketTransport.__init__` leaves on an accepted
+    connection: the extra info, `loop._transports`, TCP_NODELAY, the
+    server's count (its `wait_closed` waits for the connection)."""
+
+    async def main():
+        made = loop.create_future()
+        if family == "tcp":
+            server = await loop.create_server(lambda: Keep(made), "127.0.0.1", 0)
+            client = socket.create_connection(server.sockets[0].getsockname())
+        else:
+            path = str(tmp_path / "s")
+            server = await loop.create_unix_server(lambda: Keep(made), path)
+            client = socket.socket(socket.AF_UNIX)
+            client.connect(path)
+        transport = await asyncio.wait_for(made, 5)
+        assert isinstance(transport, asyncio.Transport)
+        assert set(transport._extra) == {"socket", "sockname", "peername"}
+        sock = transport.get_extra_info("socket")
+        assert sock.fileno() == transport._sock_fd
+        assert transport.get_extra_info("sockname") == sock.getsockname()
+        assert transport.get_extra_info("peername") == client.getsockname()
+        assert loop._transports[transport._sock_fd] is transport
+        if family == "tcp":
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        server.close()
+        closed = asyncio.ensure_future(server.wait_closed())
+        await asyncio.sleep(0.05)
+        # 3.11's wait_closed returns at once once the server is closed
+        # (asyncio gh-79033, fixed in 3.12): only later ones wait.
+        assert closed.done() == (sys.version_info < (3, 12))
+        transport.close()
+        await asyncio.wait_for(closed, 5)
+        client.close()
+
+    loop.run_until_complete(main())
+
+
+def test_a_loop_subclass_makes_accepted_transports_itself(loop):
+    """A loop subclass overriding `_make_socket_transport` gets every
+    accepted connection (ferroloop's acceptor makes them only for its own
+    method)."""
+    made = []
+
+    class Sub(type(loop)):
+        def _make_socket_transport(self, sock, protocol, waiter=None, **kwargs):
+            transport = super()._make_socket_transport(sock, protocol, waiter, **kwargs)
+            made.append(transport)
+            return transport
+
+    sub = Sub()
+    try:
+        async def main():
+            server = await sub.create_server(Echo, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            assert await _echo_once(port, b"sub") == b"sub"
+            server.close()
+            await server.wait_closed()
+
+        sub.run_until_complete(main())
+    finally:
+        sub.close()
+    assert len(made) == 2  # the server's and the client's
+
+
+def test_transport_methods_are_the_cores_bound_on_first_use(floop):
+    """`write`/`close`... are the Rust core's own methods (one native call),
+    bound into the instance when first used, not for every connection."""
+
+    async def main():
+        made = floop.create_future()
+        server = await floop.create_server(lambda: Keep(made), "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        transport = await asyncio.wait_for(made, 5)
+        unused = {"write", "writelines", "pause_reading", "get_write_buffer_size"}
+        assert not unused & set(transport.__dict__)
+        write = transport.write
+        assert write.__self__ is transport._core
+        assert transport.__dict__["write"] is write
+        assert transport.write is write
+        transport.write(b"hi")
+        client.setblocking(False)
+        assert await asyncio.wait_for(floop.sock_recv(client, 2), 5) == b"hi"
+        assert type(transport).write.__name__ == "write"
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    floop.run_until_complete(main())

@@ -19,6 +19,9 @@ __all__ = [
     "sock_sendall",
     "TimerHandle",
     "StreamTransportCore",
+    "init_stream_transport",
+    "attach_socket",
+    "CoreMethod",
     "DatagramTransportCore",
     "ReadPipeCore",
     "WritePipeCore",
@@ -136,6 +139,32 @@ class LoopCore:
     @property
     def _ready_count(self) -> int: ...
 
+
+def init_stream_transport(
+    transport: Any,
+    loop_: LoopCore,
+    sock: Any,
+    protocol: asyncio.BaseProtocol,
+    waiter: asyncio.Future[None] | None = None,
+    extra: dict[str, Any] | None = None,
+    server: Any = None,
+    context: Context | None = None,
+) -> None:
+    """``TcpTransport.__init__``: extra info, core, ``loop._transports``,
+    ``server._attach``, ``TCP_NODELAY`` and the start."""
+
+def attach_socket(transport: Any, sock: Any, extra: dict[str, Any] | None = None) -> int:
+    """A socket transport's extra info and ``_sock_fd``; returns the fd."""
+
+@final
+class CoreMethod:
+    """A transport class attribute: the core's method of that name, bound
+    into the instance on first use."""
+
+    def __new__(cls, name: str) -> CoreMethod: ...
+    def __get__(self, obj: Any, owner: Any = None, /) -> Any: ...
+    @property
+    def __name__(self) -> str: ...
 
 @final
 class StreamTransportCore:
@@ -308,6 +337,7 @@ class Acceptor:
         server: Any,
         backlog: int,
         context: Context | None = None,
+        native_transport: bool = False,
     ) -> Acceptor: ...
     def _start(self) -> None: ...
     def _stop(self) -> None: ...

@@ -228,7 +228,9 @@ class Loop(LoopCore, _SelectorLoop):
             more = (context,) if _compat.TRANSPORT_CONTEXT else ()
             return super()._start_serving(protocol_factory, sock, sslcontext, server, backlog,
                                           ssl_handshake_timeout, ssl_shutdown_timeout, *more)
-        acceptor = Acceptor(self, sock, protocol_factory, server, backlog, context)
+        # Our own `_make_socket_transport`: the acceptor makes the transport.
+        native = type(self)._make_socket_transport is Loop._make_socket_transport
+        acceptor = Acceptor(self, sock, protocol_factory, server, backlog, context, native)
         old = self._acceptors.get(sock)
         if old is not None:
             old._stop()

@@ -17,14 +17,32 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from asyncio import constants, transports, trsock
+from asyncio import constants, transports
 from asyncio.transports import _FlowControlMixin
 
-from ._compat import SERVER_ATTACH_TAKES_TRANSPORT
-from ._ferroloop import DatagramTransportCore, ReadPipeCore, StreamTransportCore, WritePipeCore
+from ._ferroloop import (
+    CoreMethod,
+    DatagramTransportCore,
+    ReadPipeCore,
+    WritePipeCore,
+    attach_socket,
+    init_stream_transport,
+)
 
 __all__ = ("TcpTransport", "UdpTransport", "ReadPipeTransport", "WritePipeTransport")
 
+
+def _core_methods(*names):
+    """Class decorator: each name is answered by the core's own method,
+    bound into the instance on first use (`CoreMethod`), so a call is one
+    native call with no Python frame."""
+
+    def decorate(cls):
+        for name in names:
+            setattr(cls, name, CoreMethod(name))
+        return cls
+
+    return decorate
 
 
 class _CoreBacked:
@@ -102,36 +120,14 @@ class _CoreWriteEof:
         self._core.write_eof()
 
 
+@_core_methods("close", "is_closing", "is_reading", "pause_reading", "resume_reading",
+               "get_write_buffer_size")
 class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
     """What asyncio's `_SelectorTransport` holds for streams and datagrams:
-    the extra info, the fd, `loop._transports`, the private state, the repr."""
+    the extra info, the fd, `loop._transports`, the private state, the repr
+    (set up natively: `attach_socket`, `init_stream_transport`)."""
 
     max_size = 256 * 1024
-    _bound = ("close", "is_closing", "is_reading", "pause_reading", "resume_reading",
-              "get_write_buffer_size")
-
-    def _setup(self, loop, sock, extra, make_core):
-        if extra is None:
-            extra = {}
-        self._extra = extra
-        extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None
-        self._sock_fd = fd = sock.fileno()
-        core = self._core = make_core(fd)
-        # Called through the instance: found in its __dict__ before the class.
-        d = self.__dict__
-        for name in self._bound:
-            d[name] = getattr(core, name)
-        loop._transports[fd] = self
-        return core
 
     @property
     def _sock(self):
@@ -173,26 +169,19 @@ class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
         return "<{}>".format(" ".join(info))
 
 
+@_core_methods("write", "writelines")
 class TcpTransport(_CoreWriteEof, _SocketTransport):
     """A stream socket transport, TCP or Unix (asyncio's
     ``_SelectorSocketTransport``)."""
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-    _bound = _SocketTransport._bound + ("write", "writelines")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
-        core = self._setup(
-            loop, sock, extra,
-            lambda fd: StreamTransportCore(loop, sock, fd, protocol, self, server, context),
-        )
-        if server is not None:
-            if SERVER_ATTACH_TAKES_TRANSPORT:
-                server._attach(self)
-            else:
-                server._attach()
-        core._set_nodelay()  # asyncio's base_events._set_nodelay(sock), natively
-        core.start(waiter)
+        # The extra info, the core, `loop._transports`, `server._attach`,
+        # asyncio's `_set_nodelay(sock)` and the start, natively (a
+        # server's acceptor calls it without this frame).
+        init_stream_transport(self, loop, sock, protocol, waiter, extra, server, context)
 
     @property
     def _eof(self):
@@ -209,22 +198,18 @@ class TcpTransport(_CoreWriteEof, _SocketTransport):
         self._core._reset_empty_waiter()
 
 
+@_core_methods("sendto")
 class UdpTransport(_SocketTransport):
     """A datagram socket transport, UDP or Unix (asyncio's
     ``_SelectorDatagramTransport``, which in 3.11 is an ``asyncio.Transport``
     with ``sendto``, not an ``asyncio.DatagramTransport``)."""
 
-    _bound = _SocketTransport._bound + ("sendto",)
-
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
-        core = self._setup(
-            loop,
-            sock,
-            extra,
-            lambda fd: DatagramTransportCore(
-                loop, sock, fd, protocol, self, address, bool(self._extra["peername"])
-            ),
+        fd = attach_socket(self, sock, extra)
+        core = self._core = DatagramTransportCore(
+            loop, sock, fd, protocol, self, address, bool(self._extra["peername"])
         )
+        loop._transports[fd] = self
         core.start(waiter)
 
     @property
@@ -268,6 +253,7 @@ class _PipeCoreAttrs(_CoreBacked):
         self._core.pipe = value
 
 
+@_core_methods("is_reading", "pause_reading", "resume_reading", "is_closing", "close")
 class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
     """The read end of a pipe, FIFO, socket or terminal
     (asyncio's ``_UnixReadPipeTransport``)."""
@@ -284,9 +270,6 @@ class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
             raise ValueError("Pipe transport is for pipes/sockets only.")
         os.set_blocking(fd, False)
         core = self._core = ReadPipeCore(loop, pipe, fd, protocol, self)
-        d = self.__dict__
-        for name in ("is_reading", "pause_reading", "resume_reading", "is_closing", "close"):
-            d[name] = getattr(core, name)
         core.start(waiter)
 
     @property
@@ -298,6 +281,7 @@ class ReadPipeTransport(_PipeCoreAttrs, transports.ReadTransport):
         return _pipe_repr(self, self.__dict__.get("_core"), lambda loop: loop._fd_callbacks(fd)[0])
 
 
+@_core_methods("write", "writelines", "is_closing", "close", "get_write_buffer_size")
 class WritePipeTransport(
     _PipeCoreAttrs, _CoreWriteEof, _CoreFlowControl, _FlowControlMixin, transports.WriteTransport
 ):
@@ -317,9 +301,6 @@ class WritePipeTransport(
             raise ValueError("Pipe transport is only for pipes, sockets and character devices")
         os.set_blocking(fd, False)
         core = self._core = WritePipeCore(loop, pipe, fd, protocol, self, is_socket)
-        d = self.__dict__
-        for name in ("write", "writelines", "is_closing", "close", "get_write_buffer_size"):
-            d[name] = getattr(core, name)
         # Readability of a pipe's or socket's write end means the reader left.
         core.start(is_socket or stat.S_ISFIFO(mode), waiter)
 

@@ -8,6 +8,7 @@
 //! - `write_buffer`: the outgoing chunk queue every writing transport shares.
 //! - `constants`: asyncio's transport constants (`max_size`, ...).
 //! - `lifecycle`: the start and the fatal-error report all transports share.
+//! - `core_method`: the class attribute that binds a core's method on first use.
 //!
 //! Each Rust core is driven by a thin Python class in
 //! `ferroloop/transports.py` that subclasses asyncio's transport ABCs, so
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 mod constants;
+pub mod core_method;
 mod flow;
 mod lifecycle;
 pub mod pipe;

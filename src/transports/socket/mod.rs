@@ -10,6 +10,7 @@
 //! - `stream`: `StreamTransportCore` (reads, `write`, `writelines`,
 //!   `write_eof`, the sendfile waiter).
 //! - `datagram`: `DatagramTransportCore` (`recvfrom`, `sendto`).
+//! - `setup`: a transport object's set-up (extra info, fd, server), natively.
 //!
 //! Every rule is asyncio's, with asyncio's error messages. Each Python
 //! class (an asyncio transport subclass, so `isinstance` checks hold) owns
@@ -18,9 +19,11 @@
 mod base;
 mod datagram;
 mod methods;
+mod setup;
 mod stream;
 
 pub use stream::flush_batched;
 
 pub use datagram::DatagramTransportCore;
+pub use setup::{init_stream_transport, py_attach_socket};
 pub use stream::StreamTransportCore;

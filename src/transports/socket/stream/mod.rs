@@ -116,7 +116,7 @@ impl StreamTransportCore {
     /// `context`: the context every callback runs in (3.15).
     #[new]
     #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
-    fn new(
+    pub(in crate::transports::socket) fn new(
         loop_: Py<LoopCore>,
         sock: Py<PyAny>,
         fd: RawFd,
@@ -141,7 +141,7 @@ impl StreamTransportCore {
     /// `family`/`type` getters are read, without the enum conversion of
     /// `socket.socket`'s properties, which cost more than the syscall.
     /// Anything else (a mock in a test, a wrapper) gets asyncio's function.
-    fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
+    pub(in crate::transports::socket) fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
         let Some(sock) = self.sock(py) else {
             return Ok(());
         };
