@@ -10,6 +10,7 @@
 //! - `server`: the accept loop of plain servers.
 //! - `process`: child exit watching through pidfds.
 //! - `transports`: native transports (stream and datagram sockets, pipes).
+//! - `transport_map`: `loop._transports`, fd to transport, weakly.
 //! - `sockaddr`: socket addresses as the socket module converts them.
 //! - `socket_fd`: the fd a socket object holds, read natively.
 //! - `sysio`: non-blocking syscalls and read buffers they share.
@@ -38,6 +39,7 @@ mod socket_fd;
 mod sysio;
 mod telemetry;
 mod timers;
+mod transport_map;
 mod transports;
 mod traverse;
 
@@ -73,6 +75,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?)?;
     m.add_function(wrap_pyfunction!(transports::socket::py_attach_socket, m)?)?;
     m.add_class::<transports::core_method::CoreMethod>()?;
+    m.add_class::<transport_map::TransportMap>()?;
     m.add_class::<transports::socket::DatagramTransportCore>()?;
     m.add_class::<transports::pipe::ReadPipeCore>()?;
     m.add_class::<transports::pipe::WritePipeCore>()?;

@@ -349,6 +349,83 @@ def test_add_reader_on_transport_fd_is_refused(loop):
         b.close()
 
 
+
+def test_transport_fd_refusal_names_the_transport_until_it_closes(loop):
+    """asyncio's `_ensure_fd_no_transport`: the exact message, a file
+    object's repr in it, and the fd free again once the transport is
+    closing."""
+    import asyncio
+
+    a, b = socket.socketpair()
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        fd = a.fileno()
+        with pytest.raises(RuntimeError) as info:
+            loop.add_reader(fd, print)
+        assert str(info.value) == f"File descriptor {fd!r} is used by transport {transport!r}"
+        with pytest.raises(RuntimeError) as info:
+            loop.add_writer(a, print)
+        assert str(info.value) == f"File descriptor {a!r} is used by transport {transport!r}"
+        transport.close()
+        loop.add_reader(fd, print)
+        assert loop.remove_reader(fd)
+        await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        b.close()
+
+
+def test_invalid_file_object_is_refused_without_context(loop):
+    class NoInt:
+        def fileno(self):
+            return "seven"
+
+    for bad in (object(), NoInt()):
+        with pytest.raises(ValueError) as info:
+            loop.add_reader(bad, print)
+        assert str(info.value) == f"Invalid file object: {bad!r}"
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_loop_transports_maps_fds_to_live_transports_weakly(loop):
+    """`loop._transports`, as asyncio's own code uses it (sendfile takes a
+    transport out and puts it back), holding transports weakly."""
+    import asyncio
+    import gc
+
+    a, b = socket.socketpair()
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        fd = transport._sock_fd
+        transports = loop._transports
+        assert transports[fd] is transport and transports.get(fd) is transport
+        assert fd in transports and fd in list(transports.keys())
+        del transports[fd]
+        assert fd not in transports and transports.get(fd) is None
+        with pytest.raises(KeyError):
+            transports[fd]
+        with pytest.raises(KeyError):
+            del transports[fd]
+        transports[fd] = transport
+        assert transports[fd] is transport
+        transport.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return fd
+
+    try:
+        fd = loop.run_until_complete(main())
+        gc.collect()
+        assert fd not in loop._transports
+        assert loop._transports.get(fd) is None
+    finally:
+        b.close()
+
+
 # -- fd number reuse ---------------------------------------------------------
 
 

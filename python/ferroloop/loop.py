@@ -23,7 +23,7 @@ import weakref
 from asyncio import base_events, constants, events, tasks, trsock, unix_events
 
 from . import _compat
-from ._ferroloop import Acceptor, ChildWatcher, LoopCore
+from ._ferroloop import Acceptor, ChildWatcher, LoopCore, TransportMap
 from ._ferroloop import sock_recv as _sock_recv
 from ._ferroloop import sock_recv_into as _sock_recv_into
 from ._ferroloop import sock_sendall as _sock_sendall
@@ -118,6 +118,8 @@ class Loop(LoopCore, _SelectorLoop):
     def __init__(self) -> None:
         super().__init__(selector=_ReactorSelector(self))
         self._child_watcher = None
+        # fd -> transport, weakly (asyncio's WeakValueDictionary), natively.
+        self._transports = TransportMap()
         # The native accept loop of each plain server's listening socket.
         self._acceptors: dict[socket.socket, Acceptor] = {}
         _live_loops.add(self)

@@ -226,6 +226,11 @@ impl LoopCore {
         Self::remove_fd_callback(slf, fd, Side::Write)
     }
 
+    /// asyncio's `_ensure_fd_no_transport`, natively (see `TransportMap`).
+    fn _ensure_fd_no_transport(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        crate::transport_map::ensure_fd_no_transport(slf.as_any(), fd)
+    }
+
     /// How many times the kernel's fd registrations were changed: for the
     /// tests of the `sock_*` operations' parking.
     fn _registration_changes(&self) -> u64 {

@@ -17,6 +17,7 @@ use super::StreamTransportCore;
 use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::socket_fd::socket_fd;
+use crate::transport_map::TransportMap;
 
 static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -83,9 +84,11 @@ pub(super) fn record_transport(
     fd: RawFd,
     transport: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    loop_
-        .getattr(intern!(loop_.py(), "_transports"))?
-        .set_item(fd, transport)
+    let map = loop_.getattr(intern!(loop_.py(), "_transports"))?;
+    match map.cast::<TransportMap>() {
+        Ok(map) => map.get().record(fd, transport),
+        Err(_) => map.set_item(fd, transport),
+    }
 }
 
 /// `TcpTransport.__init__`: asyncio's `_SelectorSocketTransport.__init__`
