@@ -17,7 +17,7 @@
 //! made on a reused number), and accepts only while `sock.fileno()` is
 //! still the fd it was started with.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -27,16 +27,16 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::{fileobj_to_fd, LoopCore};
 use crate::fd_watch::FdWatch;
+use crate::gil_cell::GilCell;
 use crate::handle::Args;
 use crate::pyhelpers::{is_exit, os_error};
 use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::SockAddr;
 use crate::transports::logger;
-use crate::transports::socket::init_stream_transport;
+use crate::transports::socket::{init_accepted_stream, init_stream_transport, socket_object};
 use crate::traverse::Traverse;
 
-static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TCP_TRANSPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -102,30 +102,19 @@ impl Acceptor {
         crate::socket_fd::still_holds(self.sock.bind(py), self.watch.fd())
     }
 
-    /// A `socket.socket` owning `fd`, non-blocking (closes `fd` on failure).
-    /// The fd is already non-blocking (`accept4(SOCK_NONBLOCK)`): a type
-    /// with `SOCK_NONBLOCK` makes the socket module set a zero timeout
-    /// without a syscall, and keep `sock.type` as the plain type; this is
-    /// what `setblocking(False)` leaves, one `ioctl` less per connection.
-    fn wrap<'py>(&self, py: Python<'py>, fd: RawFd) -> PyResult<Bound<'py, PyAny>> {
-        let cls = SOCKET_CLASS.import(py, "socket", "socket")?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("fileno", fd)?;
-        let (family, kind, proto) = self.kind;
-        let conn = match cls.call((family, kind | libc::SOCK_NONBLOCK, proto), Some(&kwargs)) {
-            Ok(c) => c,
-            Err(e) => {
-                // SAFETY: nobody else owns the fd we just accepted.
-                unsafe { libc::close(fd) };
-                return Err(e);
-            }
-        };
+    /// What `sock.accept()` gives asyncio: a non-blocking `socket.socket`
+    /// over the accepted fd, which it then owns (dropping `fd` closes it
+    /// if that fails).
+    fn wrap<'py>(&self, py: Python<'py>, fd: OwnedFd) -> PyResult<Bound<'py, PyAny>> {
+        let conn = socket_object(py, fd.as_raw_fd(), self.kind)?;
+        let _ = fd.into_raw_fd(); // the object's now
         Ok(conn)
     }
 
     /// `loop._make_socket_transport(conn, protocol, extra=, server=,
     /// context=)` when it is ferroloop's own: a `TcpTransport` made
-    /// without its `__init__` frame, then set up as `__init__` does.
+    /// without its `__init__` frame, then set up as `__init__` does, over
+    /// the socket object or the bare fd.
     fn make_transport<'py>(
         &self,
         lp: &Bound<'py, LoopCore>,
@@ -137,6 +126,14 @@ impl Acceptor {
         let py = lp.py();
         let cls = TCP_TRANSPORT.import(py, "ferroloop.transports", "TcpTransport")?;
         let transport = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+        let server = Some(self.server.bind(py).clone());
+        let context = (!context.is_none()).then(|| context.clone().unbind());
+        if let Ok(bare) = conn.cast::<AcceptedFd>() {
+            let fd = bare.get().take(py)?;
+            return init_accepted_stream(
+                &transport, lp, fd, self.kind, extra, protocol, server, context,
+            );
+        }
         init_stream_transport(
             &transport,
             lp,
@@ -144,9 +141,34 @@ impl Acceptor {
             protocol,
             None,
             Some(extra.clone()),
-            Some(self.server.bind(py).clone()),
-            (!context.is_none()).then(|| context.clone().unbind()),
+            server,
+            context,
         )
+    }
+}
+
+/// An accepted connection's fd on its way to its transport (one
+/// iteration later, as asyncio sets connections up): closed if it never
+/// gets there (the loop closed first, the protocol factory failed).
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct AcceptedFd {
+    fd: GilCell<Option<OwnedFd>>,
+}
+
+impl AcceptedFd {
+    fn take(&self, py: Python<'_>) -> PyResult<OwnedFd> {
+        self.fd.borrow_mut(py).take().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("accepted connection already set up")
+        })
+    }
+}
+
+#[pymethods]
+impl AcceptedFd {
+    /// Close it now (a failed set-up), as asyncio closes the socket.
+    fn close(&self, py: Python<'_>) {
+        let fd = self.fd.borrow_mut(py).take();
+        drop(fd);
     }
 }
 
@@ -240,9 +262,24 @@ impl Acceptor {
                     return Err(exc); // the loop reports it, as asyncio's does
                 }
             };
-            let conn = this.wrap(py, fd)?;
+            // SAFETY: accept4 just gave us this fd; nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let debug = lp.get().is_debug();
+            // A bare fd when our own transport will take it and its
+            // addresses convert natively; debug mode logs the socket object.
+            let conn = if this.native_transport && !debug && sockaddr::supported(this.kind.0) {
+                Bound::new(
+                    py,
+                    AcceptedFd {
+                        fd: GilCell::new(Some(fd)),
+                    },
+                )?
+                .into_any()
+            } else {
+                this.wrap(py, fd)?
+            };
             let peer = sockaddr::to_py(py, &addr)?;
-            if lp.get().is_debug() {
+            if debug {
                 logger(py)?.call_method1(
                     intern!(py, "debug"),
                     (

@@ -163,6 +163,28 @@ pub struct SockAddr {
     pub len: libc::socklen_t,
 }
 
+/// `getsockname(fd)`: the socket's own address.
+pub fn getsockname(fd: RawFd) -> std::io::Result<SockAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage (as CPython zeroes it).
+    let mut addr = SockAddr {
+        storage: unsafe { std::mem::zeroed() },
+        len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    };
+    // SAFETY: `addr` is valid for its declared length; a bad fd is
+    // reported through errno.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+            &mut addr.len,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(addr)
+}
+
 /// `sock.recvfrom(n)`'s syscall: the datagram (as `recv_bytes`) and the
 /// raw address of its sender.
 pub fn recvfrom_bytes(

@@ -185,7 +185,16 @@ class Keep(asyncio.Protocol):
         self.made.set_result(transport)
 
 
-@pytest.mark.parametrize("family", ["tcp", "unix"])
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("family", ["tcp", "tcp6", "unix"])
 def test_accepted_transport_is_set_up_as_asyncio_does(loop, family, tmp_path):
     """What `_SelectorSocketTransport.__init__` leaves on an accepted
     connection: the extra info, `loop._transports`, TCP_NODELAY, the
@@ -193,9 +202,12 @@ def test_accepted_transport_is_set_up_as_asyncio_does(loop, family, tmp_path):
 
     async def main():
         made = loop.create_future()
-        if family == "tcp":
-            server = await loop.create_server(lambda: Keep(made), "127.0.0.1", 0)
-            client = socket.create_connection(server.sockets[0].getsockname())
+        if family != "unix":
+            host = "127.0.0.1" if family == "tcp" else "::1"
+            if family == "tcp6" and not _has_ipv6_loopback():
+                pytest.skip("no IPv6 loopback")
+            server = await loop.create_server(lambda: Keep(made), host, 0)
+            client = socket.create_connection(server.sockets[0].getsockname()[:2])
         else:
             path = str(tmp_path / "s")
             server = await loop.create_unix_server(lambda: Keep(made), path)
@@ -209,7 +221,7 @@ def test_accepted_transport_is_set_up_as_asyncio_does(loop, family, tmp_path):
         assert transport.get_extra_info("sockname") == sock.getsockname()
         assert transport.get_extra_info("peername") == client.getsockname()
         assert loop._transports[transport._sock_fd] is transport
-        if family == "tcp":
+        if family != "unix":
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         server.close()
         closed = asyncio.ensure_future(server.wait_closed())
@@ -271,6 +283,117 @@ def test_transport_methods_are_the_cores_bound_on_first_use(floop):
         assert await asyncio.wait_for(floop.sock_recv(client, 2), 5) == b"hi"
         assert type(transport).write.__name__ == "write"
         transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    floop.run_until_complete(main())
+
+
+def _accept_one(loop, made):
+    """A server, a connected client socket, and the server side's transport."""
+
+    async def go():
+        server = await loop.create_server(lambda: Keep(made), "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        transport = await asyncio.wait_for(made, 5)
+        return server, client, transport
+
+    return go()
+
+
+def test_accepted_socket_is_the_transports_own_object(loop):
+    """`get_extra_info('socket')` and `transport._sock` give the same socket,
+    over the transport's fd, non-blocking, of the listener's kind, each time."""
+
+    async def main():
+        server, client, transport = await _accept_one(loop, loop.create_future())
+        listener = server.sockets[0]
+        info = transport.get_extra_info("socket")
+        assert isinstance(info, asyncio.trsock.TransportSocket)
+        assert info is transport.get_extra_info("socket") is transport._extra["socket"]
+        assert info._sock is transport._sock
+        assert info.fileno() == transport._sock_fd
+        assert (info.family, info.type, info.proto) == (
+            listener.family, listener.type, listener.proto)
+        assert transport._sock.gettimeout() == 0.0
+        assert info.getpeername() == client.getsockname()
+        transport.close()
+        await asyncio.sleep(0)
+        assert transport._sock is None
+        assert transport.get_extra_info("socket") is info
+        assert info.fileno() == -1
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_socket_of_a_closed_transport_is_a_closed_socket(loop):
+    """Asked for first after the transport closed: a closed socket of the
+    connection's kind, as asyncio's (made at set-up) is by then."""
+
+    async def main():
+        server, client, transport = await _accept_one(loop, loop.create_future())
+        transport.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        info = transport.get_extra_info("socket")
+        assert info.fileno() == -1
+        assert (info.family, info.type) == (socket.AF_INET, socket.SOCK_STREAM)
+        assert transport.get_extra_info("peername") == client.getsockname()
+        assert transport.get_extra_info("sockname") == server.sockets[0].getsockname()
+        assert "closed" in repr(transport)
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_unclosed_accepted_transport_warns_and_closes_its_fd(floop):
+    """A connection's transport collected unclosed warns, as asyncio's
+    `__del__` does, and closes its fd (a bare one: no socket object was
+    ever made). asyncio's own loop keeps such a transport alive."""
+    import gc
+    import warnings
+
+    async def main():
+        server, client, transport = await _accept_one(floop, floop.create_future())
+        transport.pause_reading()  # the poll lets go of it
+        server.close()  # and its protocol factory (which holds the future)
+        return client
+
+    client = floop.run_until_complete(main())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # The protocol (Keep) and the loop's callbacks let go; a collection
+        # finds the transport unreferenced.
+        for _ in range(3):
+            floop.run_until_complete(asyncio.sleep(0))
+            gc.collect()
+    assert any("unclosed transport" in str(w.message) for w in caught)
+    client.settimeout(5)
+    assert client.recv(1) == b""  # the server side's fd was closed
+    client.close()
+
+
+def test_a_connection_nobody_asks_about_has_no_socket_object(floop):
+    """ferroloop sets an accepted connection up over its bare fd: no
+    `socket.socket` is made until someone asks for it."""
+
+    async def main():
+        server, client, transport = await _accept_one(floop, floop.create_future())
+        assert "socket" not in transport.__dict__["_extra_info"]
+        assert transport.get_extra_info("peername") == client.getsockname()
+        assert "socket" not in transport.__dict__["_extra_info"]
+        transport.write(b"x")
+        client.setblocking(False)
+        assert await asyncio.wait_for(floop.sock_recv(client, 1), 5) == b"x"
+        transport.close()
+        assert await asyncio.wait_for(floop.sock_recv(client, 1), 5) == b""
+        assert "socket" not in transport.__dict__["_extra_info"]
         client.close()
         server.close()
         await server.wait_closed()

@@ -130,8 +130,33 @@ class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
     max_size = 256 * 1024
 
     @property
+    def _extra(self):
+        """The extra info, kept in the instance's ``__dict__``. A server's
+        connection is set up over its bare fd; its ``socket`` entry is made
+        the first time anyone looks (see ``SockSlot`` in the core)."""
+        extra = self.__dict__.get("_extra_info")
+        if extra is None:
+            raise AttributeError("_extra")
+        if "socket" not in extra:
+            extra["socket"] = self._core.transport_socket()
+        return extra
+
+    @_extra.setter
+    def _extra(self, value):
+        self.__dict__["_extra_info"] = value
+
+    def get_extra_info(self, name, default=None):
+        extra = self.__dict__["_extra_info"]
+        if name == "socket" and name not in extra:
+            return self._extra[name]
+        return extra.get(name, default)
+
+    @property
     def _sock(self):
-        return self._core.sock
+        core = self._core
+        if core.has_sock:
+            self._extra  # noqa: B018 -- the socket object, made once, as extra's
+        return core.sock
 
     @property
     def _conn_lost(self):
@@ -155,7 +180,7 @@ class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
     def __repr__(self):
         core = self.__dict__.get("_core")
         info = [self.__class__.__name__]
-        if core is None or core.sock is None:
+        if core is None or not core.has_sock:
             info.append("closed")
         elif core.closing:
             info.append("closing")

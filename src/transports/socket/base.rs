@@ -26,9 +26,12 @@ use crate::reactor::Side;
 use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
 use crate::transports::{lifecycle, log_debug, logger};
+
+use super::sock_slot::{closed_socket, SockSlot};
 use crate::traverse::{Traverse, TraverseResult};
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// What one kind of socket transport adds to the shared state.
 pub trait Kind: Default + Traverse {
@@ -63,7 +66,7 @@ fn is_buffered(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// A socket transport's state; the references go at `connection_lost`.
 pub struct State<K> {
     pub(super) loop_: Option<Py<LoopCore>>,
-    pub(super) sock: Option<Py<PyAny>>,
+    pub(super) sock: SockSlot,
     pub(super) protocol: Option<Py<PyAny>>,
     /// The Python transport object the protocol sees; dropped after
     /// `connection_lost` (it refers back to us).
@@ -118,7 +121,7 @@ impl<K: Traverse> Traverse for SocketCore<K> {
 impl<K: Kind> SocketCore<K> {
     pub(super) fn new(
         loop_: Py<LoopCore>,
-        sock: Py<PyAny>,
+        sock: SockSlot,
         fd: RawFd,
         protocol: Bound<'_, PyAny>,
         owner: Py<PyAny>,
@@ -132,7 +135,7 @@ impl<K: Kind> SocketCore<K> {
             watch: FdWatch::new(fd),
             st: GilCell::new(State {
                 loop_: Some(loop_),
-                sock: Some(sock),
+                sock,
                 protocol: Some(protocol.unbind()),
                 owner: Some(owner),
                 context: context.filter(|c| !c.is_none(py)),
@@ -195,8 +198,41 @@ impl<K: Kind> SocketCore<K> {
         }
     }
 
-    pub(super) fn sock<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).sock.as_ref().map(|s| s.bind(py).clone())
+    /// The socket object (made now if the transport holds a bare fd, see
+    /// `SockSlot`); None once closed.
+    pub(super) fn sock<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let bare = {
+            let mut st = self.st.borrow_mut(py);
+            match &st.sock {
+                SockSlot::Object(o) => return Ok(Some(o.bind(py).clone())),
+                SockSlot::Gone(_) => return Ok(None),
+                SockSlot::Fd(..) => st.sock.take(),
+            }
+        };
+        // Made with no borrow held: the socket module runs Python code.
+        let (slot, made) = bare.into_object(py);
+        let obj = match &slot {
+            SockSlot::Object(o) => Some(o.bind(py).clone()),
+            _ => None,
+        };
+        self.st.borrow_mut(py).sock = slot;
+        made.map(|()| obj)
+    }
+
+    /// `get_extra_info('socket')`: a `TransportSocket` over the socket
+    /// object, or, for a transport closed before anyone asked, over a
+    /// closed socket of its kind (as asyncio's, made at set-up, would be).
+    pub(super) fn transport_socket<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let sock = match self.sock(py)? {
+            Some(sock) => sock,
+            None => match self.st.borrow(py).sock.known_kind() {
+                Some(kind) => closed_socket(py, kind)?,
+                None => return Ok(py.None().into_bound(py)),
+            },
+        };
+        TRANSPORT_SOCKET
+            .import(py, "asyncio.trsock", "TransportSocket")?
+            .call1((sock,))
     }
 
     /// `logger.debug(fmt, transport)` in debug mode.
@@ -237,10 +273,13 @@ impl<K: Kind> SocketCore<K> {
 
     /// Our fd, if the socket object still has it (see `still_holds`).
     pub(super) fn live_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
-        match self.sock(py) {
-            Some(sock) => crate::socket_fd::still_holds(&sock, self.fd),
-            None => Ok(-1),
-        }
+        let object = match &self.st.borrow(py).sock {
+            SockSlot::Object(o) => o.clone_ref(py),
+            slot => return Ok(slot.bare_fd()),
+        };
+        // Asked with no borrow held: `fileno()` of a socket-like object
+        // other than the socket module's own is Python code.
+        crate::socket_fd::still_holds(object.bind(py), self.fd)
     }
 
     pub(super) fn call_soon(
@@ -491,14 +530,17 @@ impl<K: Kind> SocketCore<K> {
                 .map(drop),
             _ => Ok(()),
         };
+        // Closed before the server hears of it, as asyncio does; a bare fd
+        // closes as it is dropped.
         let closed = match &sock {
-            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
-            None => Ok(()),
+            SockSlot::Object(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
+            _ => Ok(()),
         };
+        drop(sock);
         let lp = self.st.borrow_mut(py).loop_.take();
         drop(lp);
         let detached = detach(owner.as_ref());
-        drop((protocol, sock, owner));
+        drop((protocol, owner));
         lost?;
         closed?;
         detached

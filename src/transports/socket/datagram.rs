@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::base::{Kind, SocketCore};
+use super::sock_slot::SockSlot;
 use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::pyhelpers::{is_bytes_like, is_exit};
@@ -104,7 +105,7 @@ impl DatagramTransportCore {
         data: &Bound<'_, PyAny>,
         addr: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let Some(sock) = self.sock(py) else {
+        let Some(sock) = self.sock(py)? else {
             return Ok(());
         };
         // No address and none fixed: to the peer, as `socket.send` does on a
@@ -141,8 +142,16 @@ impl DatagramTransportCore {
             native_read: sockaddr::supported(family),
             ..Datagram::default()
         };
-        SocketCore::new(loop_, sock.unbind(), fd, protocol, owner, None, datagram)
-            .map(DatagramTransportCore)
+        SocketCore::new(
+            loop_,
+            SockSlot::Object(sock.unbind()),
+            fd,
+            protocol,
+            owner,
+            None,
+            datagram,
+        )
+        .map(DatagramTransportCore)
     }
 
     /// asyncio's `_address`: the fixed remote address, if any.
@@ -171,10 +180,11 @@ impl DatagramTransportCore {
                 })
         } else {
             match this.sock(py) {
-                Some(sock) => sock
+                Ok(Some(sock)) => sock
                     .call_method1(intern!(py, "recvfrom"), (MAX_SIZE,))
                     .and_then(|pair| Ok(Some((pair.get_item(0)?, pair.get_item(1)?)))),
-                None => Ok(None),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
             }
         };
         match got {

@@ -41,8 +41,19 @@ macro_rules! socket_core_methods {
             }
 
             #[getter]
-            fn sock<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+            fn sock<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
                 self.0.sock(py)
+            }
+
+            /// Whether the socket is still open, without making its object.
+            #[getter]
+            fn has_sock(&self, py: Python<'_>) -> bool {
+                self.0.st.borrow(py).sock.is_open()
+            }
+
+            /// What `get_extra_info('socket')` gives (see `SockSlot`).
+            fn transport_socket<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                self.0.transport_socket(py)
             }
 
             #[getter(loop_)]

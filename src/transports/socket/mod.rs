@@ -11,6 +11,7 @@
 //!   `write_eof`, the sendfile waiter).
 //! - `datagram`: `DatagramTransportCore` (`recvfrom`, `sendto`).
 //! - `setup`: a transport object's set-up (extra info, fd, server), natively.
+//! - `sock_slot`: the socket object, or an accepted connection's bare fd.
 //!
 //! Every rule is asyncio's, with asyncio's error messages. Each Python
 //! class (an asyncio transport subclass, so `isinstance` checks hold) owns
@@ -20,10 +21,12 @@ mod base;
 mod datagram;
 mod methods;
 mod setup;
+mod sock_slot;
 mod stream;
 
 pub use stream::flush_batched;
 
 pub use datagram::DatagramTransportCore;
-pub use setup::{init_stream_transport, py_attach_socket};
+pub use setup::{init_accepted_stream, init_stream_transport, py_attach_socket};
+pub use sock_slot::socket_object;
 pub use stream::StreamTransportCore;

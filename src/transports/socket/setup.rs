@@ -5,7 +5,7 @@
 //! `TcpTransport.__init__` is this call; a server's acceptor makes the
 //! object without `__init__` and calls it directly.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::intern;
@@ -13,10 +13,13 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
+use super::sock_slot::{SockKind, SockSlot};
 use super::StreamTransportCore;
 use crate::compat;
 use crate::event_loop::LoopCore;
+use crate::sockaddr;
 use crate::socket_fd::socket_fd;
+use crate::sysio::getsockname;
 use crate::transport_map::TransportMap;
 
 static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -35,9 +38,22 @@ fn address_or_none<'py>(
     }
 }
 
-/// `_SelectorTransport.__init__`'s first half: `transport._extra` (with
-/// `socket`, `sockname` and, unless given, `peername`) and
-/// `transport._sock_fd`. Returns the fd and the instance's `__dict__`.
+/// The transport's extra info lives in its `__dict__` (`_SocketTransport.
+/// _extra` reads it there, adding the socket when a bare fd's transport is
+/// first asked for it).
+fn set_extra(dict: &Bound<'_, PyDict>, extra: &Bound<'_, PyAny>) -> PyResult<()> {
+    dict.set_item(intern!(dict.py(), "_extra_info"), extra)
+}
+
+fn instance_dict<'py>(transport: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    Ok(transport
+        .getattr(intern!(transport.py(), "__dict__"))?
+        .cast_into::<PyDict>()?)
+}
+
+/// `_SelectorTransport.__init__`'s first half: the extra info (`socket`,
+/// `sockname` and, unless given, `peername`) and `transport._sock_fd`.
+/// Returns the fd and the instance's `__dict__`.
 pub(super) fn attach_socket<'py>(
     transport: &Bound<'py, PyAny>,
     sock: &Bound<'py, PyAny>,
@@ -48,7 +64,8 @@ pub(super) fn attach_socket<'py>(
         Some(e) => e,
         None => PyDict::new(py).into_any(),
     };
-    transport.setattr(intern!(py, "_extra"), &extra)?;
+    let dict = instance_dict(transport)?;
+    set_extra(&dict, &extra)?;
     let trsock = TRANSPORT_SOCKET.import(py, "asyncio.trsock", "TransportSocket")?;
     extra.set_item(intern!(py, "socket"), trsock.call1((sock,))?)?;
     let sockname = address_or_none(sock, intern!(py, "getsockname"))?;
@@ -59,9 +76,6 @@ pub(super) fn attach_socket<'py>(
     }
     let fd = RawFd::try_from(socket_fd(sock)?)
         .map_err(|_| PyOSError::new_err("socket file descriptor out of range"))?;
-    let dict = transport
-        .getattr(intern!(py, "__dict__"))?
-        .cast_into::<PyDict>()?;
     dict.set_item(intern!(py, "_sock_fd"), fd)?;
     Ok((fd, dict))
 }
@@ -91,29 +105,27 @@ pub(super) fn record_transport(
     }
 }
 
-/// `TcpTransport.__init__`: asyncio's `_SelectorSocketTransport.__init__`
-/// over a `StreamTransportCore`.
-#[pyfunction]
-#[pyo3(signature = (transport, loop_, sock, protocol, waiter=None, extra=None, server=None, context=None))]
-#[allow(clippy::too_many_arguments)] // asyncio's own signature
-pub fn init_stream_transport<'py>(
+/// What both set-ups do once the extra info is in place: the core,
+/// `loop._transports`, `server._attach`, `TCP_NODELAY`, the start.
+#[allow(clippy::too_many_arguments)]
+fn finish_stream<'py>(
     transport: &Bound<'py, PyAny>,
+    dict: &Bound<'py, PyDict>,
     loop_: &Bound<'py, LoopCore>,
-    sock: &Bound<'py, PyAny>,
+    sock: SockSlot,
+    fd: RawFd,
     protocol: Bound<'py, PyAny>,
     waiter: Option<Bound<'py, PyAny>>,
-    extra: Option<Bound<'py, PyAny>>,
     server: Option<Bound<'py, PyAny>>,
     context: Option<Py<PyAny>>,
 ) -> PyResult<()> {
     let py = transport.py();
-    let (fd, dict) = attach_socket(transport, sock, extra)?;
     let server = server.filter(|s| !s.is_none());
     let core = Bound::new(
         py,
-        StreamTransportCore::new(
+        StreamTransportCore::over(
             loop_.clone().unbind(),
-            sock.clone().unbind(),
+            sock,
             fd,
             protocol,
             transport.clone().unbind(),
@@ -133,4 +145,57 @@ pub fn init_stream_transport<'py>(
     let this = core.get();
     this._set_nodelay(py)?;
     this.0.start(core.as_any(), waiter)
+}
+
+/// `TcpTransport.__init__`: asyncio's `_SelectorSocketTransport.__init__`
+/// over a `StreamTransportCore`.
+#[pyfunction]
+#[pyo3(signature = (transport, loop_, sock, protocol, waiter=None, extra=None, server=None, context=None))]
+#[allow(clippy::too_many_arguments)] // asyncio's own signature
+pub fn init_stream_transport<'py>(
+    transport: &Bound<'py, PyAny>,
+    loop_: &Bound<'py, LoopCore>,
+    sock: &Bound<'py, PyAny>,
+    protocol: Bound<'py, PyAny>,
+    waiter: Option<Bound<'py, PyAny>>,
+    extra: Option<Bound<'py, PyAny>>,
+    server: Option<Bound<'py, PyAny>>,
+    context: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let (fd, dict) = attach_socket(transport, sock, extra)?;
+    let slot = SockSlot::Object(sock.clone().unbind());
+    finish_stream(
+        transport, &dict, loop_, slot, fd, protocol, waiter, server, context,
+    )
+}
+
+/// An accepted connection's transport over its bare fd (see `SockSlot`):
+/// the extra info asyncio gives it (`peername` from the accept,
+/// `sockname` asked natively; `socket` on request), then as
+/// `init_stream_transport`.
+#[allow(clippy::too_many_arguments)]
+pub fn init_accepted_stream<'py>(
+    transport: &Bound<'py, PyAny>,
+    loop_: &Bound<'py, LoopCore>,
+    fd: OwnedFd,
+    kind: SockKind,
+    extra: &Bound<'py, PyAny>,
+    protocol: Bound<'py, PyAny>,
+    server: Option<Bound<'py, PyAny>>,
+    context: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = transport.py();
+    let raw = fd.as_raw_fd();
+    let dict = instance_dict(transport)?;
+    set_extra(&dict, extra)?;
+    let sockname = match getsockname(raw) {
+        Ok(addr) => sockaddr::to_py(py, &addr)?,
+        Err(_) => py.None(),
+    };
+    extra.set_item(intern!(py, "sockname"), sockname)?;
+    dict.set_item(intern!(py, "_sock_fd"), raw)?;
+    let slot = SockSlot::Fd(fd, kind);
+    finish_stream(
+        transport, &dict, loop_, slot, raw, protocol, None, server, context,
+    )
 }

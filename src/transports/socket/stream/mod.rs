@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use super::base::{Kind, SocketCore};
+use super::sock_slot::SockSlot;
 use crate::compat;
 use crate::event_loop::LoopCore;
 use crate::pyhelpers::os_error;
@@ -60,6 +61,13 @@ fn set_nodelay(fd: RawFd) -> PyResult<()> {
         return Err(os_error(std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// asyncio's `_set_nodelay` test: a TCP stream socket.
+fn is_tcp(family: i32, kind: i32, proto: i32) -> bool {
+    matches!(family, libc::AF_INET | libc::AF_INET6)
+        && kind == libc::SOCK_STREAM
+        && proto == libc::IPPROTO_TCP
 }
 
 pub use batch::flush_batched;
@@ -110,15 +118,11 @@ impl Traverse for Stream {
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct StreamTransportCore(pub(in crate::transports::socket) SocketCore<Stream>);
 
-#[pymethods]
 impl StreamTransportCore {
-    /// `server`: the server that accepted the connection (if any);
-    /// `context`: the context every callback runs in (3.15).
-    #[new]
-    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
-    pub(in crate::transports::socket) fn new(
+    /// A core over `sock` (a socket object or an accepted bare fd).
+    pub(in crate::transports::socket) fn over(
         loop_: Py<LoopCore>,
-        sock: Py<PyAny>,
+        sock: SockSlot,
         fd: RawFd,
         protocol: Bound<'_, PyAny>,
         owner: Py<PyAny>,
@@ -132,6 +136,33 @@ impl StreamTransportCore {
         };
         SocketCore::new(loop_, sock, fd, protocol, owner, context, stream).map(StreamTransportCore)
     }
+}
+
+#[pymethods]
+impl StreamTransportCore {
+    /// `server`: the server that accepted the connection (if any);
+    /// `context`: the context every callback runs in (3.15).
+    #[new]
+    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
+    fn new(
+        loop_: Py<LoopCore>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        protocol: Bound<'_, PyAny>,
+        owner: Py<PyAny>,
+        server: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        Self::over(
+            loop_,
+            SockSlot::Object(sock),
+            fd,
+            protocol,
+            owner,
+            server,
+            context,
+        )
+    }
 
     /// asyncio's `base_events._set_nodelay(sock)`: `TCP_NODELAY` on when
     /// the socket object says it is TCP (family `AF_INET`/`AF_INET6`, type
@@ -142,7 +173,15 @@ impl StreamTransportCore {
     /// `socket.socket`'s properties, which cost more than the syscall.
     /// Anything else (a mock in a test, a wrapper) gets asyncio's function.
     pub(in crate::transports::socket) fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(sock) = self.sock(py) else {
+        let known = self.st.borrow(py).sock.known_kind();
+        if let Some((family, kind, proto)) = known {
+            // An accepted fd: the kind its listener has.
+            if is_tcp(family, kind, proto) {
+                return set_nodelay(self.live_fd(py)?);
+            }
+            return Ok(());
+        }
+        let Some(sock) = self.sock(py)? else {
             return Ok(());
         };
         // The object's own type, not `__class__` (which a mock can fake).
@@ -158,7 +197,7 @@ impl StreamTransportCore {
         }
         let family: i32 = raw_socket_attr(py, &sock, "family")?;
         let kind: i32 = raw_socket_attr(py, &sock, "type")?;
-        if !matches!(family, libc::AF_INET | libc::AF_INET6) || kind != libc::SOCK_STREAM {
+        if !is_tcp(family, kind, libc::IPPROTO_TCP) {
             return Ok(());
         }
         set_nodelay(self.live_fd(py)?)
