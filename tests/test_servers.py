@@ -399,3 +399,37 @@ def test_a_connection_nobody_asks_about_has_no_socket_object(floop):
         await server.wait_closed()
 
     floop.run_until_complete(main())
+
+
+def test_socket_asked_for_in_connection_lost_is_still_open(loop):
+    """asyncio closes a connection's socket after `connection_lost`: a
+    protocol may still ask for it there, and find it open."""
+    seen = []
+
+    class AskLate(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+            self.transport.close()
+
+        def connection_lost(self, exc):
+            sock = self.transport.get_extra_info("socket")
+            seen.append((sock.fileno() >= 0, sock.getpeername()))
+
+    async def main():
+        server = await loop.create_server(AskLate, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.read(), 5) == b"ping"
+        peer = writer.get_extra_info("sockname")
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return peer
+
+    peer = loop.run_until_complete(main())
+    assert seen == [(True, peer)]
+

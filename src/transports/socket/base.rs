@@ -513,14 +513,9 @@ impl<K: Kind> SocketCore<K> {
         exc: Option<Bound<'_, PyAny>>,
         detach: impl FnOnce(Option<&Py<PyAny>>) -> PyResult<()>,
     ) -> PyResult<()> {
-        let (protocol, connected, sock, owner) = {
+        let (protocol, connected, owner) = {
             let mut st = self.st.borrow_mut(py);
-            (
-                st.protocol.take(),
-                st.protocol_connected,
-                st.sock.take(),
-                st.owner.take(),
-            )
+            (st.protocol.take(), st.protocol_connected, st.owner.take())
         };
         let exc = exc.unwrap_or_else(|| py.None().into_bound(py));
         let lost = match (&protocol, connected) {
@@ -530,8 +525,10 @@ impl<K: Kind> SocketCore<K> {
                 .map(drop),
             _ => Ok(()),
         };
-        // Closed before the server hears of it, as asyncio does; a bare fd
-        // closes as it is dropped.
+        // Closed after `connection_lost` (which may still ask for the
+        // socket) and before the server hears of it, as asyncio does; a
+        // bare fd closes as it is dropped.
+        let sock = self.st.borrow_mut(py).sock.take();
         let closed = match &sock {
             SockSlot::Object(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
             _ => Ok(()),
