@@ -433,3 +433,25 @@ def test_socket_asked_for_in_connection_lost_is_still_open(loop):
     peer = loop.run_until_complete(main())
     assert seen == [(True, peer)]
 
+
+
+def test_a_closed_connection_sends_its_eof_at_once(floop):
+    """ferroloop sends a bare connection's FIN as `close()` is called (the
+    socket itself closes after `connection_lost`, as asyncio's does), so
+    the peer reads the data and the EOF together."""
+
+    async def main():
+        server, client, transport = await _accept_one(floop, floop.create_future())
+        transport.write(b"bye")
+        transport.close()
+        client.settimeout(5)  # blocking, and the loop does not run meanwhile
+        got = b""
+        while chunk := client.recv(10):
+            got += chunk
+        assert got == b"bye"
+        assert transport.is_closing() and transport._sock_fd >= 0
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    floop.run_until_complete(main())

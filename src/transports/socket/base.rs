@@ -440,10 +440,28 @@ impl<K: Kind> SocketCore<K> {
         };
         if lose_now {
             self.remove(py, Side::Write)?;
+            self.send_fin_early(py);
             let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
             self.call_soon(py, cb, Args::from_iter([py.None()]))?;
         }
         Ok(())
+    }
+
+    /// A bare accepted fd (no socket object was ever made, so nothing
+    /// can write to it any more): its FIN goes out now, with the data
+    /// just sent, rather than at the close one iteration later. The peer
+    /// then reads the data and the EOF in one wake-up instead of two,
+    /// which cost the server's `close` about 2.5 µs of kernel time per
+    /// connection (the peer's second wake-up runs on the closing side).
+    /// The socket stays open until `connection_lost` has run, as
+    /// asyncio's does; an error (the peer reset it) is left to the close.
+    fn send_fin_early(&self, py: Python<'_>) {
+        let fd = self.st.borrow(py).sock.bare_fd();
+        if fd >= 0 {
+            // SAFETY: `fd` is the transport's own open socket (held in its
+            // `SockSlot`); shutdown reports any problem through errno.
+            unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        }
     }
 
     /// Close without flushing; `connection_lost(exc)` follows from the loop.
