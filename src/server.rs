@@ -1,12 +1,16 @@
 //! `Acceptor`: a listening socket's reader, asyncio's `_accept_connection`
 //! in Rust, for plain (non-TLS) servers.
 //!
-//! On readiness it accepts up to `backlog` connections (`accept4`), wraps
-//! each in a `socket.socket` as `sock.accept()` does, and schedules its set
-//! up for the next iteration, where asyncio's `_accept_connection2` task
-//! would run it: the protocol factory is called, then the loop's
-//! `_make_socket_transport`. The task, its coroutine and the waiter future
-//! asyncio spends per connection are not needed: nothing can cancel them.
+//! On readiness it accepts up to `backlog` connections (`accept4`) and
+//! schedules each one's set-up for the next iteration, where asyncio's
+//! `_accept_connection2` task would run it: the protocol factory is called,
+//! then the loop's `_make_socket_transport`. The task, its coroutine and
+//! the waiter future asyncio spends per connection are not needed: nothing
+//! can cancel them. When that method is ferroloop's own, the transport is
+//! made here and set up over the bare fd (`AcceptedFd`, then `SockSlot`),
+//! its `socket.socket` made only if asked for; otherwise (or in debug mode,
+//! whose log names the socket) the fd is wrapped at once, as
+//! `sock.accept()` does.
 //! Errors follow asyncio: running out of fds is reported and accepting
 //! pauses for a second (`Loop._accept_exhausted`); a failed set-up is
 //! reported only in debug mode.
