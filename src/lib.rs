@@ -48,6 +48,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The one version number: Cargo.toml's (maturin gives it to the wheel).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     live::init();
+    // Forks are counted from the first import on (see `SockSlot::sole_fd`).
+    transports::socket::count_forks();
     m.add_function(wrap_pyfunction!(live::_live_counts, m)?)?;
     m.add_function(wrap_pyfunction!(context::_shares_context_snapshots, m)?)?;
     m.add_function(wrap_pyfunction!(

@@ -38,7 +38,9 @@ use crate::reactor::Side;
 use crate::sockaddr;
 use crate::sysio::SockAddr;
 use crate::transports::logger;
-use crate::transports::socket::{init_accepted_stream, init_stream_transport, socket_object};
+use crate::transports::socket::{
+    fork_count, init_accepted_stream, init_stream_transport, socket_object,
+};
 use crate::traverse::Traverse;
 
 static TCP_TRANSPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -133,9 +135,10 @@ impl Acceptor {
         let server = Some(self.server.bind(py).clone());
         let context = (!context.is_none()).then(|| context.clone().unbind());
         if let Ok(bare) = conn.cast::<AcceptedFd>() {
-            let fd = bare.get().take(py)?;
+            let bare = bare.get();
+            let fd = bare.take(py)?;
             return init_accepted_stream(
-                &transport, lp, fd, self.kind, extra, protocol, server, context,
+                &transport, lp, fd, self.kind, bare.forks, extra, protocol, server, context,
             );
         }
         init_stream_transport(
@@ -157,9 +160,18 @@ impl Acceptor {
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct AcceptedFd {
     fd: GilCell<Option<OwnedFd>>,
+    /// The process's fork count at the accept (see `SockSlot::sole_fd`).
+    forks: u64,
 }
 
 impl AcceptedFd {
+    fn new(fd: OwnedFd) -> Self {
+        AcceptedFd {
+            fd: GilCell::new(Some(fd)),
+            forks: fork_count(),
+        }
+    }
+
     fn take(&self, py: Python<'_>) -> PyResult<OwnedFd> {
         self.fd.borrow_mut(py).take().ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err("accepted connection already set up")
@@ -272,13 +284,7 @@ impl Acceptor {
             // A bare fd when our own transport will take it and its
             // addresses convert natively; debug mode logs the socket object.
             let conn = if this.native_transport && !debug && sockaddr::supported(this.kind.0) {
-                Bound::new(
-                    py,
-                    AcceptedFd {
-                        fd: GilCell::new(Some(fd)),
-                    },
-                )?
-                .into_any()
+                Bound::new(py, AcceptedFd::new(fd))?.into_any()
             } else {
                 this.wrap(py, fd)?
             };

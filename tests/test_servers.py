@@ -455,3 +455,39 @@ def test_a_closed_connection_sends_its_eof_at_once(floop):
         await server.wait_closed()
 
     floop.run_until_complete(main())
+
+
+def test_a_connection_shared_with_a_forked_child_stays_open_for_it(loop):
+    """Closing a connection's transport after the process forked leaves the
+    socket to the child that still holds it: the peer sees no EOF until the
+    child is gone (no early FIN: asyncio's close would send none)."""
+    import os
+    import warnings
+
+    async def main():
+        server, client, transport = await _accept_one(loop, loop.create_future())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child holds its copy of the fd a while, then exits
+            try:
+                import time
+
+                time.sleep(0.5)
+            finally:
+                os._exit(0)
+        transport.close()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        client.setblocking(False)
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(loop.sock_recv(client, 1), 0.2)
+        finally:
+            await loop.run_in_executor(None, os.waitpid, pid, 0)
+        assert await asyncio.wait_for(loop.sock_recv(client, 1), 5) == b""
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

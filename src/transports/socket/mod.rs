@@ -28,5 +28,5 @@ pub use stream::flush_batched;
 
 pub use datagram::DatagramTransportCore;
 pub use setup::{init_accepted_stream, init_stream_transport, py_attach_socket};
-pub use sock_slot::socket_object;
+pub use sock_slot::{count_forks, fork_count, socket_object};
 pub use stream::StreamTransportCore;

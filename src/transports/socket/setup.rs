@@ -179,6 +179,7 @@ pub fn init_accepted_stream<'py>(
     loop_: &Bound<'py, LoopCore>,
     fd: OwnedFd,
     kind: SockKind,
+    accepted_at: u64,
     extra: &Bound<'py, PyAny>,
     protocol: Bound<'py, PyAny>,
     server: Option<Bound<'py, PyAny>>,
@@ -194,7 +195,7 @@ pub fn init_accepted_stream<'py>(
     };
     extra.set_item(intern!(py, "sockname"), sockname)?;
     dict.set_item(intern!(py, "_sock_fd"), raw)?;
-    let slot = SockSlot::Fd(fd, kind);
+    let slot = SockSlot::Fd(fd, kind, accepted_at);
     finish_stream(
         transport, &dict, loop_, slot, raw, protocol, None, server, context,
     )

@@ -10,6 +10,8 @@
 //! holds the fd from then on.
 
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -23,12 +25,36 @@ static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// A socket's family, type and proto, as `socket.socket` records them.
 pub type SockKind = (i32, i32, i32);
 
+/// `fork()`s this process has made (counted by a `pthread_atfork` hook).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn note_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Count forks from now on (once per process): a bare fd accepted before a
+/// fork may be shared with the child, and is then no longer ours alone.
+pub fn count_forks() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // SAFETY: the handler only bumps an atomic (async-signal-safe), and
+        // it stays valid for the life of the process (a static function).
+        unsafe { libc::pthread_atfork(Some(note_fork), None, None) };
+    });
+}
+
+/// The fork count to compare with later (`SockSlot::sole_fd`).
+pub fn fork_count() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
 pub enum SockSlot {
     /// The socket object, given or made on request.
     Object(Py<PyAny>),
     /// An accepted connection's fd, ours until a socket object is asked
-    /// for; closed with the transport otherwise.
-    Fd(OwnedFd, SockKind),
+    /// for; closed with the transport otherwise. With the fork count at
+    /// the accept.
+    Fd(OwnedFd, SockKind, u64),
     /// Closed: the kind is kept when no socket object was ever made (see
     /// `closed_socket`).
     Gone(Option<SockKind>),
@@ -76,7 +102,7 @@ impl SockSlot {
     /// closed (an object's is asked through `still_holds`).
     pub fn bare_fd(&self) -> RawFd {
         match self {
-            SockSlot::Fd(owned, _) => owned.as_raw_fd(),
+            SockSlot::Fd(owned, ..) => owned.as_raw_fd(),
             _ => -1,
         }
     }
@@ -84,7 +110,17 @@ impl SockSlot {
     /// The kind, when it was given rather than read from an object.
     pub fn known_kind(&self) -> Option<SockKind> {
         match self {
-            SockSlot::Fd(_, kind) | SockSlot::Gone(Some(kind)) => Some(*kind),
+            SockSlot::Fd(_, kind, _) | SockSlot::Gone(Some(kind)) => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The bare fd, if no other file descriptor can refer to its socket:
+    /// no object was made (so no `dup`), and the process has not forked
+    /// since the accept (a child would share it).
+    pub fn sole_fd(&self) -> Option<RawFd> {
+        match self {
+            SockSlot::Fd(owned, _, forks) if *forks == fork_count() => Some(owned.as_raw_fd()),
             _ => None,
         }
     }
@@ -104,7 +140,7 @@ impl SockSlot {
     /// be `Fd` (anything else is returned as is). On failure the fd stays
     /// ours.
     pub fn into_object(self, py: Python<'_>) -> (SockSlot, PyResult<()>) {
-        let SockSlot::Fd(owned, kind) = self else {
+        let SockSlot::Fd(owned, kind, forks) = self else {
             return (self, Ok(()));
         };
         match socket_object(py, owned.as_raw_fd(), kind) {
@@ -113,7 +149,7 @@ impl SockSlot {
                 let _ = owned.into_raw_fd();
                 (SockSlot::Object(obj.unbind()), Ok(()))
             }
-            Err(e) => (SockSlot::Fd(owned, kind), Err(e)),
+            Err(e) => (SockSlot::Fd(owned, kind, forks), Err(e)),
         }
     }
 }
