@@ -98,7 +98,11 @@ impl TransportMap {
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
-        self.live_items(py).len()
+        let entries = self.entries.borrow(py);
+        entries
+            .values()
+            .filter(|r| r.bind(py).upgrade().is_some())
+            .count()
     }
 
     #[pyo3(signature = (fd, default=None))]

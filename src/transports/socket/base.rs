@@ -26,12 +26,11 @@ use crate::reactor::Side;
 use crate::transports::constants::LOG_THRESHOLD_FOR_CONNLOST_WRITES;
 use crate::transports::flow::{self, Watermarks};
 use crate::transports::{lifecycle, log_debug, logger};
-
-use super::sock_slot::{closed_socket, SockSlot};
 use crate::traverse::{Traverse, TraverseResult};
 
+use super::sock_slot::{closed_socket, transport_socket_of, SockSlot};
+
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// What one kind of socket transport adds to the shared state.
 pub trait Kind: Default + Traverse {
@@ -230,9 +229,7 @@ impl<K: Kind> SocketCore<K> {
                 None => return Ok(py.None().into_bound(py)),
             },
         };
-        TRANSPORT_SOCKET
-            .import(py, "asyncio.trsock", "TransportSocket")?
-            .call1((sock,))
+        transport_socket_of(&sock)
     }
 
     /// `logger.debug(fmt, transport)` in debug mode.

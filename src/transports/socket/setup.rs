@@ -10,10 +10,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use pyo3::exceptions::PyOSError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
-use super::sock_slot::{SockKind, SockSlot};
+use super::sock_slot::{transport_socket_of, SockKind, SockSlot};
 use super::StreamTransportCore;
 use crate::compat;
 use crate::event_loop::LoopCore;
@@ -21,8 +20,6 @@ use crate::sockaddr;
 use crate::socket_fd::socket_fd;
 use crate::sysio::getsockname;
 use crate::transport_map::TransportMap;
-
-static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `sock.<name>()`, or None if it fails with an `OSError` (asyncio's
 /// `sockname`/`peername` for a socket that has none).
@@ -66,8 +63,7 @@ pub(super) fn attach_socket<'py>(
     };
     let dict = instance_dict(transport)?;
     set_extra(&dict, &extra)?;
-    let trsock = TRANSPORT_SOCKET.import(py, "asyncio.trsock", "TransportSocket")?;
-    extra.set_item(intern!(py, "socket"), trsock.call1((sock,))?)?;
+    extra.set_item(intern!(py, "socket"), transport_socket_of(sock)?)?;
     let sockname = address_or_none(sock, intern!(py, "getsockname"))?;
     extra.set_item(intern!(py, "sockname"), sockname)?;
     if !extra.contains(intern!(py, "peername"))? {

@@ -21,6 +21,7 @@ use pyo3::types::PyDict;
 use crate::traverse::{Traverse, TraverseResult};
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A socket's family, type and proto, as `socket.socket` records them.
 pub type SockKind = (i32, i32, i32);
@@ -95,6 +96,15 @@ pub fn closed_socket<'py>(py: Python<'py>, kind: SockKind) -> PyResult<Bound<'py
     let sock = cls.call1((family, kind, proto))?;
     sock.call_method0(intern!(py, "close"))?;
     Ok(sock)
+}
+
+/// `asyncio.trsock.TransportSocket(sock)`: what `get_extra_info('socket')`
+/// gives.
+pub fn transport_socket_of<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    TRANSPORT_SOCKET
+        .import(py, "asyncio.trsock", "TransportSocket")?
+        .call1((sock,))
 }
 
 impl SockSlot {
