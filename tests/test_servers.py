@@ -394,6 +394,8 @@ def test_a_connection_nobody_asks_about_has_no_socket_object(floop):
         transport.close()
         assert await asyncio.wait_for(floop.sock_recv(client, 1), 5) == b""
         assert "socket" not in transport.__dict__["_extra_info"]
+        await asyncio.sleep(0)
+        transport._core._set_nodelay()  # closed: nothing to set, no error
         client.close()
         server.close()
         await server.wait_closed()

@@ -175,9 +175,11 @@ impl StreamTransportCore {
     pub(in crate::transports::socket) fn _set_nodelay(&self, py: Python<'_>) -> PyResult<()> {
         let known = self.st.borrow(py).sock.known_kind();
         if let Some((family, kind, proto)) = known {
-            // An accepted fd: the kind its listener has.
-            if is_tcp(family, kind, proto) {
-                return set_nodelay(self.live_fd(py)?);
+            // An accepted fd: the kind its listener has (nothing to set
+            // once it is closed, as for a closed socket object below).
+            let fd = self.live_fd(py)?;
+            if fd >= 0 && is_tcp(family, kind, proto) {
+                return set_nodelay(fd);
             }
             return Ok(());
         }
