@@ -90,7 +90,7 @@ fn wait_for_fd<'py>(
 ) -> PyResult<()> {
     let py = loop_.py();
     let op = op.into_bound_py_any(py)?;
-    crate::transport_map::ensure_fd_no_transport(loop_.as_any(), fd.into_pyobject(py)?.as_any())?;
+    crate::transport_map::refuse_transport_fd(loop_.as_any(), fd.into(), || Ok(fd.to_string()))?;
     if fd < 0 {
         // What add_reader says of a closed socket's -1.
         return Err(PyValueError::new_err(format!(

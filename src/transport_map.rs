@@ -165,32 +165,42 @@ pub fn ensure_fd_no_transport(loop_: &Bound<'_, PyAny>, fd: &Bound<'_, PyAny>) -
             Err(e) => return Err(e),
         }
     };
+    // An int too large for an fd names no transport.
+    match fileno.extract::<Fd>() {
+        Ok(n) => refuse_transport_fd(loop_, n, || Ok(fd.repr()?.to_string())),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The check itself, for an fd number (`shown`: how the message names it,
+/// asyncio's `{fd!r}`); the `sock_*` waits call it with their fd as is.
+pub fn refuse_transport_fd(
+    loop_: &Bound<'_, PyAny>,
+    fd: Fd,
+    shown: impl FnOnce() -> PyResult<String>,
+) -> PyResult<()> {
+    let py = loop_.py();
     let transports = loop_.getattr(intern!(py, "_transports"))?;
     let transport = match transports.cast::<TransportMap>() {
-        Ok(map) => match fileno.extract::<Fd>() {
-            Ok(n) => map.get().lookup(py, n),
-            Err(_) => None,
-        },
+        Ok(map) => map.get().lookup(py, fd),
         Err(_) => {
-            let found = transports.call_method1(intern!(py, "get"), (&fileno,))?;
+            let found = transports.call_method1(intern!(py, "get"), (fd,))?;
             (!found.is_none()).then_some(found)
         }
     };
     let Some(transport) = transport else {
         return Ok(());
     };
-    if !transport.is_truthy()? {
-        return Ok(());
-    }
-    if transport
-        .call_method0(intern!(py, "is_closing"))?
-        .is_truthy()?
+    if !transport.is_truthy()?
+        || transport
+            .call_method0(intern!(py, "is_closing"))?
+            .is_truthy()?
     {
         return Ok(());
     }
     Err(PyRuntimeError::new_err(format!(
         "File descriptor {} is used by transport {}",
-        fd.repr()?,
+        shown()?,
         transport.repr()?
     )))
 }

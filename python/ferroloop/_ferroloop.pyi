@@ -189,16 +189,6 @@ class StreamTransportCore:
     """The engine of ``TcpTransport`` (stream sockets); the Python class
     binds its methods."""
 
-    def __new__(
-        cls,
-        loop_: LoopCore,
-        sock: Any,
-        fd: int,
-        protocol: asyncio.BaseProtocol,
-        owner: Any,
-        server: Any = None,
-        context: Context | None = None,
-    ) -> StreamTransportCore: ...
     def start(self, waiter: asyncio.Future[None] | None = None) -> None: ...
     def _set_nodelay(self) -> None: ...
     def close(self) -> None: ...

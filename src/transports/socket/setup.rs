@@ -119,7 +119,7 @@ fn finish_stream<'py>(
     let server = server.filter(|s| !s.is_none());
     let core = Bound::new(
         py,
-        StreamTransportCore::over(
+        StreamTransportCore::new(
             loop_.clone().unbind(),
             sock,
             fd,

@@ -119,8 +119,10 @@ impl Traverse for Stream {
 pub struct StreamTransportCore(pub(in crate::transports::socket) SocketCore<Stream>);
 
 impl StreamTransportCore {
-    /// A core over `sock` (a socket object or an accepted bare fd).
-    pub(in crate::transports::socket) fn over(
+    /// A core over `sock` (a socket object or an accepted bare fd), made
+    /// by `setup`; `server`: the server that accepted the connection (if
+    /// any); `context`: the context every callback runs in (3.15).
+    pub(in crate::transports::socket) fn new(
         loop_: Py<LoopCore>,
         sock: SockSlot,
         fd: RawFd,
@@ -140,30 +142,6 @@ impl StreamTransportCore {
 
 #[pymethods]
 impl StreamTransportCore {
-    /// `server`: the server that accepted the connection (if any);
-    /// `context`: the context every callback runs in (3.15).
-    #[new]
-    #[pyo3(signature = (loop_, sock, fd, protocol, owner, server=None, context=None))]
-    fn new(
-        loop_: Py<LoopCore>,
-        sock: Py<PyAny>,
-        fd: RawFd,
-        protocol: Bound<'_, PyAny>,
-        owner: Py<PyAny>,
-        server: Option<Py<PyAny>>,
-        context: Option<Py<PyAny>>,
-    ) -> PyResult<Self> {
-        Self::over(
-            loop_,
-            SockSlot::Object(sock),
-            fd,
-            protocol,
-            owner,
-            server,
-            context,
-        )
-    }
-
     /// asyncio's `base_events._set_nodelay(sock)`: `TCP_NODELAY` on when
     /// the socket object says it is TCP (family `AF_INET`/`AF_INET6`, type
     /// `SOCK_STREAM`, proto `IPPROTO_TCP`, as it recorded them: an accepted
