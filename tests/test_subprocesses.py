@@ -464,6 +464,11 @@ def test_signal_after_exit_raises_process_lookup_error(loop):
     async def main():
         proc = await asyncio.create_subprocess_exec("true")
         assert await proc.wait() == 0
+        # Let the transport finish closing: until then asyncio's own loop
+        # may still hold the Popen, whose send_signal() then does nothing
+        # once it knows the return code (seen on 3.15 under load).
+        for _ in range(3):
+            await asyncio.sleep(0)
         errors = []
         for op in (proc.terminate, proc.kill, lambda: proc.send_signal(signal.SIGTERM)):
             try:
