@@ -493,3 +493,54 @@ def test_a_connection_shared_with_a_forked_child_stays_open_for_it(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("via", ["path", "sock"])
+def test_unix_server_file_is_removed_at_close_from_3_13(loop, via, tmp_path):
+    # 3.13 (gh-111246): create_unix_server(cleanup_socket=True) unlinks the
+    # socket file when the server closes, for a path and a bound socket.
+    import os
+
+    path = str(tmp_path / "srv.sock")
+
+    async def main():
+        if via == "path":
+            server = await loop.create_unix_server(asyncio.Protocol, path)
+        else:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.bind(path)
+            server = await loop.create_unix_server(asyncio.Protocol, sock=sock)
+        assert os.path.exists(path)
+        server.close()
+        exists_at_close = os.path.exists(path)
+        await server.wait_closed()
+        return exists_at_close
+
+    exists_at_close = loop.run_until_complete(main())
+    kept = sys.version_info < (3, 13)
+    assert exists_at_close is kept
+    assert os.path.exists(path) is kept
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="cleanup_socket is 3.13+")
+def test_unix_server_file_kept_without_cleanup_or_once_replaced(loop, tmp_path):
+    import os
+
+    kept_path = str(tmp_path / "kept.sock")
+    replaced_path = str(tmp_path / "replaced.sock")
+
+    async def main():
+        kept = await loop.create_unix_server(asyncio.Protocol, kept_path, cleanup_socket=False)
+        replaced = await loop.create_unix_server(asyncio.Protocol, replaced_path)
+        # Another socket now owns the path: closing the server leaves it.
+        os.unlink(replaced_path)
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(replaced_path)
+        for server in (kept, replaced):
+            server.close()
+            await server.wait_closed()
+        other.close()
+
+    loop.run_until_complete(main())
+    assert os.path.exists(kept_path)
+    assert os.path.exists(replaced_path)

@@ -23,6 +23,9 @@ PY315 = sys.version_info >= (3, 15)
 
 #: 3.13: `Server._attach(transport)` / `_detach(transport)`.
 SERVER_ATTACH_TAKES_TRANSPORT = PY313
+#: 3.13: `create_unix_server(cleanup_socket=True)` records the socket's inode
+#: in `loop._unix_server_sockets`; closing the server unlinks its file.
+UNIX_SERVER_CLEANUP = PY313
 #: 3.15: stream transports and servers run their callbacks in one
 #: `contextvars.Context` (`context=` on `_make_socket_transport`,
 #: `_start_serving`, `_add_reader`).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import os
 import selectors
 import signal
 import socket
@@ -106,6 +107,18 @@ def _numeric_port(port) -> bool:
         return port.isdigit()
     return False
 
+
+
+def _remove_unix_server_file(path, inode) -> None:
+    """Unlink a closed Unix server's socket file unless another file has
+    taken its path since (3.13's `cleanup_socket`)."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        base_events.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
 class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
@@ -241,12 +254,22 @@ class Loop(LoopCore, _SelectorLoop):
 
     def _stop_serving(self, sock):
         """The acceptor removes only its own registration: the socket's fd
-        may have been closed behind it and the number reused."""
+        may have been closed behind it and the number reused.
+
+        From 3.13 a Unix server's socket file goes with it, as asyncio's
+        `_stop_serving` does it: only while the path is still the file
+        the server bound (same inode), errors logged (gh-111246)."""
         acceptor = self._acceptors.pop(sock, None)
         if acceptor is None:  # a TLS server: asyncio's accept path
             return super()._stop_serving(sock)
+        inode = path = None
+        if _compat.UNIX_SERVER_CLEANUP and sock in self._unix_server_sockets:
+            path = sock.getsockname()
+            inode = self._unix_server_sockets.pop(sock)
         acceptor._stop()
         sock.close()
+        if path is not None:
+            _remove_unix_server_file(path, inode)
 
     def _accept_exhausted(self, exc, protocol_factory, sock, server, backlog, context):
         """Out of fds (or memory) while accepting: report, pause, retry

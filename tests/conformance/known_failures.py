@@ -87,5 +87,12 @@ _VERSION = sys.version_info[:2]
 NOT_RUN: dict[str, str] = {**_NOT_RUN_COMMON, **_NOT_RUN_BY_VERSION.get(_VERSION, {})}
 KNOWN_FAILURES: dict[str, str] = {**NOT_RUN, **_COMMON, **_BY_VERSION.get(_VERSION, {})}
 
+_PIPE_ON_TEST_LOOP = (
+    "asyncio's own pipe transport class, driven on test_utils.TestLoop's reader and"
+    " writer bookkeeping (assert_reader, writers); ferroloop's pipe transports are"
+    " test_events' and test_subprocess's pipe tests and tests/test_pipes.py"
+)
 STDLIB_LOOP_ONLY: dict[str, str] = {
+    "test_unix_events.UnixReadPipeTransportTests.*": _PIPE_ON_TEST_LOOP,
+    "test_unix_events.UnixWritePipeTransportTests.*": _PIPE_ON_TEST_LOOP,
 }

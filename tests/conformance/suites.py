@@ -156,6 +156,43 @@ def _loop_specific(name: str, mod) -> list[type] | None:
     return None
 
 
+#: Per loop-specific module, the stock classes the Ferro* ones above stand
+#: in for (each pins a stdlib selector or the Windows proactor).
+_REPLACED = {
+    "test_server": ("SelectorStartServerTests",),
+    "test_buffered_proto": ("BufferedProtocolSelectorTests",),
+    "test_sslproto": ("SelectorStartTLSTests",),
+    "test_unix_events": ("SelectorEventLoopSignalTests", "SelectorEventLoopUnixSocketTests"),
+    "test_base_events": ("BaseEventLoopTests", "BaseEventLoopWithSelectorTests"),
+}
+_SELECTOR_PINNED = ("EPollEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests",
+                    "KqueueEventLoopTests", "Proactor*", "*ProactorTests")
+
+
+def _the_rest(name: str, mod, chosen: list[type]) -> list[type]:
+    """Every other TestCase class the module defines, run as it is.
+
+    The rest of a loop-specific module is loop-agnostic (asyncio's own
+    policy, `IsolatedAsyncioTestCase`, `asyncio.run`, mocks) and so runs
+    on ferroloop through the default policy, or on the stdlib loop it
+    builds; either way it runs, never silently dropped (3.13's
+    `test_server.TestServer2`/`UnixServerCleanupTests` went unrun once).
+    """
+    replaced = _REPLACED.get(name, ())
+    rest = []
+    for cname, obj in vars(mod).items():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, unittest.TestCase)
+            and obj.__module__ == mod.__name__
+            and obj not in chosen
+            and cname not in replaced
+            and not any(fnmatch.fnmatchcase(cname, pat) for pat in _SELECTOR_PINNED)
+        ):
+            rest.append(obj)
+    return rest
+
+
 def load(name: str) -> unittest.TestSuite:
     """The tests of module `name`, as unittest would run them."""
     mod = importlib.import_module(f"{PACKAGE}.{name}")
@@ -163,6 +200,7 @@ def load(name: str) -> unittest.TestSuite:
     classes = _loop_specific(name, mod)
     if classes is None:
         return loader.loadTestsFromModule(mod)
+    classes += _the_rest(name, mod, classes)
     return unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in classes)
 
 
