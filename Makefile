@@ -11,7 +11,7 @@ SID_VERSIONS ?= 3.13 3.14 3.15
 # make wheels also builds the $(SID_VERSIONS) wheels in the sid root (as root).
 WHEELS_SID ?= 1
 
-.PHONY: venv deps build showcase test test-versions lint rust-test unit conformance examples-test bench bench-smoke wheels wheel-test
+.PHONY: venv deps build showcase test test-versions lint rust-test unit conformance examples-test bench bench-smoke wheels wheel-test external
 
 venv:
 	@test -x $(PY) || { echo "== creating the project venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -89,4 +89,19 @@ wheels: deps
 wheel-test:
 	$(PY) -m pytest tests/test_wheel_install.py -q $(PYTEST_ARGS)
 
-test: build lint rust-test wheels test-versions bench-smoke
+# Other projects' own asyncio suites (anyio's, uvloop's asyncio half), run on
+# ferroloop and on asyncio's loop, on the host CPython and each of
+# $(SID_VERSIONS): ferroloop may fail nothing asyncio passes.
+# EXTERNAL_SUITES=anyio,uvloop,aiohttp adds aiohttp's whole suite (slow).
+EXTERNAL_SUITES ?= anyio,uvloop
+external:
+	@echo "== other projects' asyncio suites, ferroloop against asyncio (scripts/external-suites.py)"
+	@status=0; \
+	$(PY) scripts/external-suites.py --suites $(EXTERNAL_SUITES) || status=1; \
+	if [ "$(WHEELS_SID)" = 1 ]; then for v in $(SID_VERSIONS); do \
+	    echo "== external suites on CPython $$v (sid root)"; \
+	    bash scripts/sid-root.sh python$$v scripts/external-suites.py --suites $(EXTERNAL_SUITES) || status=1; \
+	done; fi; \
+	exit $$status
+
+test: build lint rust-test wheels test-versions external bench-smoke
