@@ -108,7 +108,6 @@ def _numeric_port(port) -> bool:
     return False
 
 
-
 def _remove_unix_server_file(path, inode) -> None:
     """Unlink a closed Unix server's socket file unless another file has
     taken its path since (3.13's `cleanup_socket`)."""
@@ -119,6 +118,7 @@ def _remove_unix_server_file(path, inode) -> None:
         pass
     except OSError as err:
         base_events.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
 
 class Loop(LoopCore, _SelectorLoop):
     """An asyncio event loop whose core runs in Rust."""
