@@ -13,8 +13,8 @@ test on both loops rules out timing flakes.
   parametrisation (a `uvloop` shim package that is ferroloop).
 * uvloop: its `Test_AIO_*` classes, the asyncio-semantics half of its
   suite (a conftest makes `AIOTestCase.new_loop` ferroloop's).
-* aiohttp: its whole suite, `--aiohttp-loop=pyloop` against the shim's
-  `uvloop` (slow: about 7 minutes on two cores).
+* aiohttp: its whole suite with `--aiohttp-loop=pyloop,uvloop`, the shim
+  as `uvloop` (slow: about 15 minutes on two cores).
 
 Everything lives under target/external (venvs, sdists, JUnit XML); nothing
 touches the project venv. Nothing here copies other projects' code into
@@ -126,13 +126,23 @@ def outcomes(xml_path: Path) -> tuple[set[str], set[str]]:
 
 
 def pytest_run(py: Path, cwd: Path, args: list[str], xml: Path, env: dict) -> None:
+    """One pytest session, its output kept beside its report. A session that
+    did not run its tests (exit status other than 0 or 1: a collection
+    error, an internal error, no tests) ends this run: a suite that cannot
+    run must not pass."""
     xml.unlink(missing_ok=True)
-    run(
-        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "120", f"--junitxml={xml}", *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-    )
+    log = xml.with_suffix(".log")
+    with open(log, "w") as out:
+        status = run(
+            [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "120", f"--junitxml={xml}", *args],
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if status not in (0, 1) or not xml.exists():
+        print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]))
+        sys.exit(f"external: pytest exited with status {status} (whole output: {log})")
 
 
 class Suite:
@@ -264,6 +274,9 @@ def compare(suite: Suite) -> list[str]:
     """The tests failing on ferroloop only, each rerun once on both loops."""
     split = suite.runs()
     (f_ran, f_bad), (a_ran, a_bad) = split["ferroloop"], split["asyncio"]
+    if not f_ran or not a_ran:
+        print(f"{suite.name}: no test ran on {'ferroloop' if not f_ran else 'asyncio'}")
+        return ["no test ran"]
     a_bad_ids = {suite.same(t) for t in a_bad}
     only = sorted(t for t in f_bad if suite.same(t) not in a_bad_ids)
     print(
