@@ -156,41 +156,29 @@ def _loop_specific(name: str, mod) -> list[type] | None:
     return None
 
 
-#: Per loop-specific module, the stock classes the Ferro* ones above stand
-#: in for (each pins a stdlib selector or the Windows proactor).
-_REPLACED = {
-    "test_server": ("SelectorStartServerTests",),
-    "test_buffered_proto": ("BufferedProtocolSelectorTests",),
-    "test_sslproto": ("SelectorStartTLSTests",),
-    "test_unix_events": ("SelectorEventLoopSignalTests", "SelectorEventLoopUnixSocketTests"),
-    "test_base_events": ("BaseEventLoopTests", "BaseEventLoopWithSelectorTests"),
-}
-_SELECTOR_PINNED = ("EPollEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests",
-                    "KqueueEventLoopTests", "Proactor*", "*ProactorTests")
-
-
-def _the_rest(name: str, mod, chosen: list[type]) -> list[type]:
+def _the_rest(mod, chosen: list[type]) -> list[type]:
     """Every other TestCase class the module defines, run as it is.
 
-    The rest of a loop-specific module is loop-agnostic (asyncio's own
-    policy, `IsolatedAsyncioTestCase`, `asyncio.run`, mocks) and so runs
-    on ferroloop through the default policy, or on the stdlib loop it
-    builds; either way it runs, never silently dropped (3.13's
-    `test_server.TestServer2`/`UnixServerCleanupTests` went unrun once).
+    Left out: the stock classes the Ferro* ones stand in for, that is every
+    class deriving from a class of the module that a Ferro* class is built
+    on (the selector-, poll- and proactor-pinned siblings of the mixin or
+    class it reuses). The rest is loop-agnostic (asyncio's own policy,
+    `IsolatedAsyncioTestCase`, `asyncio.run`, mocks) and runs on ferroloop
+    through the default policy, or on the stdlib loop it builds; either
+    way it runs, never silently dropped (3.13's `test_server.TestServer2`
+    and `UnixServerCleanupTests` went unrun once).
     """
-    replaced = _REPLACED.get(name, ())
-    rest = []
-    for cname, obj in vars(mod).items():
-        if (
-            isinstance(obj, type)
-            and issubclass(obj, unittest.TestCase)
-            and obj.__module__ == mod.__name__
-            and obj not in chosen
-            and cname not in replaced
-            and not any(fnmatch.fnmatchcase(cname, pat) for pat in _SELECTOR_PINNED)
-        ):
-            rest.append(obj)
-    return rest
+    built = [c for c in chosen if vars(mod).get(c.__name__) is not c]
+    reused = {b for c in built for b in c.__mro__[1:] if b.__module__ == mod.__name__}
+    return [
+        obj
+        for obj in vars(mod).values()
+        if isinstance(obj, type)
+        and issubclass(obj, unittest.TestCase)
+        and obj.__module__ == mod.__name__
+        and obj not in chosen
+        and not issubclass(obj, tuple(reused))
+    ]
 
 
 def load(name: str) -> unittest.TestSuite:
@@ -200,7 +188,7 @@ def load(name: str) -> unittest.TestSuite:
     classes = _loop_specific(name, mod)
     if classes is None:
         return loader.loadTestsFromModule(mod)
-    classes += _the_rest(name, mod, classes)
+    classes += _the_rest(mod, classes)
     return unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in classes)
 
 
