@@ -304,7 +304,9 @@ fn call_with_loop_dict<'py>(
             .ok()
             .flatten()
             .is_some_and(|v| v.is(slf));
-    if untouched {
+    // Not kept once closed: the dict holds the loop, a cycle that would
+    // keep a closed loop alive until a full collection.
+    if untouched && !slf.get().closed.load(Relaxed) {
         let mut cell = slf.get().loop_kwargs.borrow_mut(py);
         if cell.is_none() {
             *cell = Some(kwargs.unbind());
@@ -557,6 +559,8 @@ impl LoopCore {
         let pool = this.pool.borrow_mut(py).take();
         drop(pool);
         this.snapshot.clear(py);
+        // `{"loop": self}` is a cycle: a closed loop is freed by refcount.
+        let kwargs = this.loop_kwargs.borrow_mut(py).take();
         this.reactor.close(py);
         for item in &ready {
             if let Ready::Native(h) = item {
@@ -566,7 +570,7 @@ impl LoopCore {
         for entry in &timers {
             Handle::track_if_shared(entry.handle.bind(py).as_super());
         }
-        drop((ready, timers, fds));
+        drop((ready, timers, fds, kwargs));
     }
 
     /// Put pending handles that Python code also holds (e.g. the timer a

@@ -404,3 +404,42 @@ def test_failed_task_freed_by_refcount_after_its_step(loop_factory, debug):
     finally:
         gc.enable()
         lp.close()
+
+
+def test_closed_loop_is_freed_without_the_cycle_collector(loop_factory):
+    # A loop left in a reference cycle after close() waits for a full
+    # collection (tornado's circlerefs_test asserts there is none). The
+    # loop ran what an asyncio.run() program does: tasks, futures, an
+    # executor call, the default executor's shutdown.
+    async def main():
+        lp = asyncio.get_running_loop()
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(3)))
+        fut = lp.create_future()
+        lp.call_soon(fut.set_result, None)
+        await fut
+        await lp.run_in_executor(None, lambda: None)
+        proc = await asyncio.create_subprocess_exec("true")
+        await proc.wait()
+        srv = await asyncio.start_server(echo_line, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname())
+        w.write(b"hi\n")
+        assert await r.readline() == b"hi\n"
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+
+    async def echo_line(r, w):
+        w.write(await r.readline())
+        w.close()
+
+    gc.collect()
+    gc.disable()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
+            ref = weakref.ref(runner.get_loop())
+        del runner
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -403,9 +403,12 @@ class Loop(LoopCore, _SelectorLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        if self._child_watcher is not None:
+        # Dropped, not only closed: the watcher holds the loop, a cycle
+        # that would keep a closed loop alive until a full collection.
+        watcher, self._child_watcher = self._child_watcher, None
+        if watcher is not None:
             # Children still running are reaped on a background thread.
-            self._child_watcher.close()
+            watcher.close()
         super().close()
         self._close_core()
         if self.__dict__.get("call_soon") == LoopCore.call_soon.__get__(self):
