@@ -92,7 +92,7 @@ wheel-test:
 # Other projects' own asyncio suites (anyio's, uvloop's asyncio half), run on
 # ferroloop and on asyncio's loop, on the host CPython and each of
 # $(SID_VERSIONS): ferroloop may fail nothing asyncio passes.
-# EXTERNAL_SUITES=anyio,uvloop,tornado,aiohttp adds aiohttp's whole suite (slow).
+# EXTERNAL_SUITES=anyio,uvloop,tornado,twisted,aiohttp adds Twisted's and aiohttp's (slow).
 EXTERNAL_SUITES ?= anyio,uvloop,tornado
 external:
 	@echo "== other projects' asyncio suites, ferroloop against asyncio (scripts/external-suites.py)"

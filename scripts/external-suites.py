@@ -1,6 +1,6 @@
 """Other projects' asyncio test suites, run on ferroloop and on asyncio's loop.
 
-    python scripts/external-suites.py [--suites anyio,uvloop,tornado,aiohttp] [--wheel W]
+    python scripts/external-suites.py [--suites anyio,uvloop,tornado,twisted,aiohttp] [--wheel W]
 
 Each suite is a pinned release's own tests, downloaded from PyPI as its
 sdist, run twice in a venv of its own: once on asyncio's loop, once on
@@ -13,9 +13,13 @@ test on both loops rules out timing flakes.
   parametrisation (a `uvloop` shim package that is ferroloop).
 * uvloop: its `Test_AIO_*` classes, the asyncio-semantics half of its
   suite (a conftest makes `AIOTestCase.new_loop` ferroloop's).
-* tornado: its whole unittest suite, as its own runner runs it (which
-  also fails a run that logs anything), on ferroloop through the loop
-  policy; its tests ship inside the package.
+* tornado: its whole unittest suite through its own runner (which also
+  fails a run that logs anything); its tests ship in the package.
+* twisted: trial on its asyncio reactor (`twisted.internet.test`, whose
+  reactor tests build one reactor of each kind, and `twisted.test`, which
+  uses the global one).
+  tornado and twisted run through drivers in scripts/external, with
+  ferroloop given by the loop policy.
 * aiohttp: its whole suite with `--aiohttp-loop=pyloop,uvloop`, the shim
   as `uvloop` (slow: about 15 minutes on two cores).
 
@@ -57,6 +61,7 @@ SUITES = {
     "uvloop": ("uvloop==0.23.0", ["uvloop==0.23.0", "pytest", "pytest-timeout", "psutil", "pyopenssl", "aiohttp"]),
     "aiohttp": ("aiohttp==3.14.5", ["aiohttp==3.14.5"]),
     "tornado": ("tornado==6.6.1", ["tornado==6.6.1"]),
+    "twisted": ("twisted==26.10.0", ["twisted[test,tls]==26.10.0"]),
 }
 
 SHIM = '''"""ferroloop under uvloop's name, for suites that pick a loop by importing uvloop."""
@@ -72,83 +77,6 @@ if os.environ.get("EXTERNAL_LOOP") == "ferroloop":
     import ferroloop
     tb.AIOTestCase.new_loop = lambda self: ferroloop.new_event_loop()
     tb.BaseTestCase.is_asyncio_loop = lambda self: True
-"""
-
-
-TORNADO_DRIVER = """# Written by ferroloop's scripts/external-suites.py: tornado's own test
-# runner, its results kept as JUnit XML, on the loop EXTERNAL_LOOP names.
-import asyncio, os, sys
-from xml.etree import ElementTree as ET
-
-if os.environ.get("EXTERNAL_LOOP") == "ferroloop":
-    import ferroloop
-    asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())
-from tornado.test import runtests
-
-results = []  # (test id, passed)
-make_runner = runtests.test_runner_factory
-
-
-def recording_runner(stderr):
-    base = make_runner(stderr)
-
-    class Runner(base):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            shown = self.resultclass
-
-            class Result(shown):
-                def addSuccess(self, test):
-                    results.append((test.id(), True))
-                    super().addSuccess(test)
-
-                def addExpectedFailure(self, test, err):
-                    results.append((test.id(), True))
-                    super().addExpectedFailure(test, err)
-
-                def addFailure(self, test, err):
-                    results.append((test.id(), False))
-                    super().addFailure(test, err)
-
-                def addError(self, test, err):
-                    results.append((test.id(), False))
-                    super().addError(test, err)
-
-                def addUnexpectedSuccess(self, test):
-                    results.append((test.id(), False))
-                    super().addUnexpectedSuccess(test)
-
-                def addSubTest(self, test, subtest, err):
-                    if err is not None:
-                        results.append((test.id(), False))
-                    super().addSubTest(test, subtest, err)
-
-            self.resultclass = Result
-
-    return Runner
-
-
-runtests.test_runner_factory = recording_runner
-# Its runner loads `__main__.all` unless given test names.
-globals()["all"] = runtests.all
-sys.argv[0] = "tornado.test.runtests"
-status = 0
-try:
-    runtests.main()
-except SystemExit as exit:
-    status = exit.code or 0
-# The runner fails a run that logged or wrote to stderr, with no test to
-# blame: that is a test of its own here.
-if status and not [tid for tid, ok in results if not ok]:
-    results.append(("tornado.test.runtests.Run.logged_nothing", False))
-suite = ET.Element("testsuite")
-for tid, ok in results:
-    head, _, name = tid.partition(" ")[0].rpartition(".")
-    case = ET.SubElement(suite, "testcase", classname=head, name=name)
-    if not ok:
-        ET.SubElement(case, "failure")
-ET.ElementTree(suite).write(os.environ["EXTERNAL_XML"])
-sys.exit(status)
 """
 
 
@@ -327,46 +255,61 @@ class Uvloop(Suite):
         return [f"{module.replace('.', '/')}.py::{cls}::{name}"]
 
 
-class Tornado(Suite):
-    """tornado's own runner, once per loop (see `TORNADO_DRIVER`)."""
+class Driven(Suite):
+    """A suite run by its own runner through a driver in scripts/external,
+    once per loop; it writes JUnit XML. A failure is rerun with its whole
+    module: some tests pass or fail by what ran before them in the same
+    process (tornado's circlerefs_test passes alone)."""
+
+    args: list[str] = []
 
     def runs(self, selection=None):
         split = {}
         for loop in ("ferroloop", "asyncio"):
-            xml = self.work / f"tornado-{loop}.xml"
+            xml = self.work / f"{self.name}-{loop}.xml"
             xml.unlink(missing_ok=True)
             log = xml.with_suffix(".log")
             env = {**os.environ, "EXTERNAL_LOOP": loop, "EXTERNAL_XML": str(xml)}
+            rundir = self.work / f"{self.name}-run"
+            rundir.mkdir(exist_ok=True)
             with open(log, "w") as out:
                 status = run(
-                    [self.py, self.work / "tornado_driver.py", *(selection or [])],
-                    cwd=self.work,
+                    [self.py, ROOT / "scripts" / "external" / f"{self.name}_driver.py", *(selection or self.args)],
+                    cwd=rundir,
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
             if not xml.exists():
                 print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]))
-                sys.exit(f"external: tornado's runner exited with status {status} (whole output: {log})")
+                sys.exit(f"external: {self.name}'s runner exited with status {status} (whole output: {log})")
             split[loop] = outcomes(xml)
         return split
 
     def nodes(self, tid: str) -> list[str]:
         classname, name = tid.split("::", 1)
-        if classname == "tornado.test.runtests.Run":
-            return []  # only a whole run tells: rerun everything
-        # Its module, not the test alone: some of its tests pass or fail by
-        # what ran before them in the same process (circlerefs_test does).
+        if classname.endswith(".Run"):
+            return list(self.args)  # a whole run's verdict: rerun it all
         return [classname.rsplit(".", 1)[0]]
+
+
+class Tornado(Driven):
+    """Its whole suite (tests ship in the package)."""
+
+
+class Twisted(Driven):
+    """trial on its asyncio reactor: the reactor tests (which build one
+    reactor of each kind per test) and the older global-reactor tests."""
+
+    args = ["twisted.internet.test", "twisted.test"]
 
 
 def prepare(name: str, work: Path, wheel: str) -> Suite:
     pin, packages = SUITES[name]
     py = make_venv(work, name)
-    if name == "tornado":  # its tests ship in the package
+    if name in ("tornado", "twisted"):  # their tests ship in the package
         install(py, name, wheel, packages)
-        (work / "tornado_driver.py").write_text(TORNADO_DRIVER)
-        return Tornado(name, py, work, work)
+        return (Tornado if name == "tornado" else Twisted)(name, py, work, work)
     src = sdist(py, work, pin)
     shim = work / "shim" / "uvloop"
     shim.mkdir(parents=True, exist_ok=True)
@@ -414,7 +357,9 @@ def compare(suite: Suite) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suites", default="anyio,uvloop,tornado", help="comma-separated subset of: " + ",".join(SUITES))
+    parser.add_argument(
+        "--suites", default="anyio,uvloop,tornado", help="comma-separated subset of: " + ",".join(SUITES)
+    )
     parser.add_argument("--wheel", help="ferroloop wheel (default: dist/'s, then target/wheels', for this CPython)")
     parser.add_argument("--workdir", default=str(ROOT / "target" / "external"))
     opts = parser.parse_args()
