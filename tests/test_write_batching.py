@@ -119,6 +119,22 @@ def test_batched_bytes_count_as_sent(loop):
     assert _run(loop, body) == ([0, 0], 0, 1000)
 
 
+def test_many_small_writes_past_the_batch_limit_count_as_sent(loop):
+    # 200 writes of 1000 bytes in one callback: more than one batch, and
+    # more chunks than one sendmsg takes. The kernel takes all of it, as it
+    # takes asyncio's 200 sends: nothing is buffered, the protocol is not
+    # paused, and the peer gets every byte in order.
+    async def body(tr, proto, peer):
+        sizes = set()
+        for i in range(200):
+            tr.write(bytes([i]) * 1000)
+            sizes.add(tr.get_write_buffer_size())
+        got = await loop.run_in_executor(None, _read_exactly, peer, 200_000)
+        return sizes, proto.paused, got == b"".join(bytes([i]) * 1000 for i in range(200))
+
+    assert _run(loop, body) == ({0}, 0, True)
+
+
 def test_write_then_abort_still_reaches_the_peer(loop):
     async def body(tr, proto, peer):
         tr.write(b"a" * 100)

@@ -154,6 +154,19 @@ impl WriteBuffer {
         Ok(sent)
     }
 
+    /// `flush` until the buffer is empty or the kernel takes nothing more:
+    /// more than `MAX_IOV` chunks that all fit go out in several calls.
+    pub fn flush_all(&mut self, fd: RawFd, is_socket: bool) -> std::io::Result<usize> {
+        let mut total = 0;
+        while !self.chunks.is_empty() {
+            match self.flush(fd, is_socket)? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        Ok(total)
+    }
+
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
@@ -231,6 +244,19 @@ mod tests {
         assert_eq!(wb.len(), 10);
         assert_eq!(wb.flush(a.as_raw_fd(), false).expect("writev"), 10);
         let expected: Vec<u8> = (0..(MAX_IOV + 10)).map(|i| i as u8).collect();
+        assert_eq!(read_all(&b), expected);
+    }
+
+    #[test]
+    fn flush_all_goes_past_max_iov() {
+        let (a, b) = socketpair();
+        let mut wb = WriteBuffer::default();
+        for i in 0..(3 * MAX_IOV + 5) {
+            wb.push_copy(&[i as u8]);
+        }
+        assert_eq!(wb.flush_all(a.as_raw_fd(), true).expect("flush_all"), 3 * MAX_IOV + 5);
+        assert!(wb.is_empty());
+        let expected: Vec<u8> = (0..(3 * MAX_IOV + 5)).map(|i| i as u8).collect();
         assert_eq!(read_all(&b), expected);
     }
 

@@ -97,7 +97,9 @@ impl SocketCore<Stream> {
             }
         }
         let fd = self.live_fd(py)?;
-        let flushed = self.st.borrow_mut(py).kind.buffer.flush(fd, true);
+        // All of it if the kernel takes it, as asyncio's one `send` per write
+        // would have: a batch can hold more chunks than one `sendmsg` takes.
+        let flushed = self.st.borrow_mut(py).kind.buffer.flush_all(fd, true);
         if let Err(err) = flushed {
             self.st.borrow_mut(py).kind.buffer.clear();
             return self.fatal_error(slf, os_error(err), WRITE_FAILED);
