@@ -1019,6 +1019,25 @@ def test_datagram_error_received_on_icmp_refused(loop):
     run(loop, main())
 
 
+def test_datagram_sendto_without_any_address_is_a_fatal_error(loop):
+    # No remote address and no peer: sendto(data) is sock.sendto(data, None),
+    # a TypeError that asyncio treats as fatal (not an OSError for
+    # error_received: the endpoint is closed).
+    async def main():
+        seen = []
+        loop.set_exception_handler(lambda _, ctx: seen.append(ctx))
+        tr, p = await loop.create_datagram_endpoint(lambda: DatagramRecorder(loop), local_addr=("127.0.0.1", 0))
+        tr.sendto(b"where to?")
+        exc = await within(p.lost)
+        assert isinstance(exc, TypeError)
+        assert str(exc) == "sendto(): AF_INET address must be tuple, not NoneType"
+        assert p.errors == [] and tr.is_closing()
+        assert [c["message"] for c in seen] == ["Fatal write error on datagram transport"]
+        assert seen[0]["exception"] is exc
+
+    run(loop, main())
+
+
 def test_datagram_abort(loop):
     async def main():
         tr, p = await loop.create_datagram_endpoint(lambda: DatagramRecorder(loop), local_addr=("127.0.0.1", 0))

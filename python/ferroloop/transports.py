@@ -232,7 +232,7 @@ class UdpTransport(_SocketTransport):
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         fd = attach_socket(self, sock, extra)
         core = self._core = DatagramTransportCore(
-            loop, sock, fd, protocol, self, address, bool(self._extra["peername"])
+            loop, sock, fd, protocol, self, address, self._extra["peername"] is not None
         )
         loop._transports[fd] = self
         core.start(waiter)

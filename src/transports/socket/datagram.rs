@@ -108,9 +108,11 @@ impl DatagramTransportCore {
         let Some(sock) = self.sock(py)? else {
             return Ok(());
         };
-        // No address and none fixed: to the peer, as `socket.send` does on a
-        // connected socket (an unnamed Unix peer has an empty peername).
-        if self.st.borrow(py).kind.connected || addr.is_none() {
+        // A socket with a peer sends to it, as asyncio does when its
+        // peername is set. Unlike asyncio, an unnamed Unix peer (peername
+        // `''`, a `socketpair`) counts: asyncio's `sendto(data, None)` fails.
+        // Without a peer, `sendto(data, None)` fails as asyncio's does.
+        if self.st.borrow(py).kind.connected {
             sock.call_method1(intern!(py, "send"), (data,)).map(drop)
         } else {
             sock.call_method1(intern!(py, "sendto"), (data, addr))
