@@ -197,7 +197,7 @@ impl Acceptor {
         sock: Bound<'_, PyAny>,
         protocol_factory: Py<PyAny>,
         server: Py<PyAny>,
-        backlog: usize,
+        backlog: i64,
         context: Option<Py<PyAny>>,
         native_transport: bool,
     ) -> PyResult<Self> {
@@ -217,7 +217,10 @@ impl Acceptor {
             kind,
             protocol_factory,
             server,
-            backlog: backlog.max(1),
+            // asyncio takes any int (`listen` makes a negative one 0), but
+            // its `range(backlog)` accept loop never accepts for 0 or less:
+            // at least one accept per readiness here.
+            backlog: usize::try_from(backlog).unwrap_or(0).max(1),
             context: context.filter(|c| !c.is_none(py)),
             native_transport,
         })

@@ -51,6 +51,26 @@ def test_many_pending_connections_all_accepted(loop):
     assert got == payloads
 
 
+@pytest.mark.parametrize("backlog", [0, -1])
+def test_a_server_with_no_backlog_still_accepts(floop, backlog):
+    # asyncio creates it (listen() makes a negative backlog 0) and then
+    # never accepts: its accept loop runs range(backlog) times.
+    async def main():
+        accepted = []
+        srv = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0, backlog=backlog)
+        with socket.create_connection(srv.sockets[0].getsockname()):
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if accepted:
+                    break
+        assert len(accepted) == 1
+        accepted[0].close()
+        srv.close()
+        await srv.wait_closed()
+
+    floop.run_until_complete(main())
+
+
 def test_protocol_factory_runs_in_the_servers_context(loop):
     seen = []
 

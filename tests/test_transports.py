@@ -482,6 +482,41 @@ def test_write_buffer_limits(loop, tmp_path):
     run(loop, main())
 
 
+@pytest.mark.parametrize("kind", ["tcp", "pipe"])
+def test_write_buffer_limits_keep_the_numbers_given(loop, tmp_path, kind):
+    # asyncio computes and stores the limits in Python: floats, bools and
+    # ints past 64 bits are taken, and returned as given.
+    async def main():
+        if kind == "tcp":
+            tr, _, peer = await raw_peer(loop, "tcp", tmp_path)
+        else:
+            rfd, wfd = os.pipe()
+            peer = os.fdopen(rfd, "rb")
+            tr, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(wfd, "wb"))
+        with peer:
+            cases = [
+                ((65536.0,), (16384.0, 65536.0)),
+                ((None, 5.5), (5.5, 22.0)),
+                ((True, False), (False, True)),
+                ((2**70,), (2**68, 2**70)),
+                ((float("inf"), 0), (0, float("inf"))),
+            ]
+            for args, expected in cases:
+                tr.set_write_buffer_limits(*args)
+                got = tr.get_write_buffer_limits()
+                assert got == expected and [type(v) for v in got] == [type(v) for v in expected]
+            with pytest.raises(ValueError) as ei:
+                tr.set_write_buffer_limits(1.5, 2)
+            assert str(ei.value) == "high (1.5) must be >= low (2) must be >= 0"
+            with pytest.raises(TypeError):
+                tr.set_write_buffer_limits("64")
+            tr.write(b"x" * 10)  # sent: a float high-water mark works
+            tr.close()
+        await asyncio.sleep(0.01)
+
+    run(loop, main())
+
+
 def test_get_write_buffer_size(loop, tmp_path):
     async def main():
         tr, p, peer = await raw_peer(loop, "tcp", tmp_path, small_buffers=True)

@@ -254,7 +254,10 @@ mod tests {
         for i in 0..(3 * MAX_IOV + 5) {
             wb.push_copy(&[i as u8]);
         }
-        assert_eq!(wb.flush_all(a.as_raw_fd(), true).expect("flush_all"), 3 * MAX_IOV + 5);
+        assert_eq!(
+            wb.flush_all(a.as_raw_fd(), true).expect("flush_all"),
+            3 * MAX_IOV + 5
+        );
         assert!(wb.is_empty());
         let expected: Vec<u8> = (0..(3 * MAX_IOV + 5)).map(|i| i as u8).collect();
         assert_eq!(read_all(&b), expected);

@@ -327,8 +327,11 @@ impl WritePipeCore {
         self.st.borrow(py).buffer.len()
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.borrow(py).flow.limits()
+    fn get_write_buffer_limits<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        self.st.borrow(py).flow.limits(py)
     }
 
     #[pyo3(signature = (high=None, low=None))]
@@ -338,7 +341,7 @@ impl WritePipeCore {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let limits = flow::parse_limits(high, low)?;
+        let limits = flow::parse_limits(py, high, low)?;
         self.st.borrow_mut(py).flow.set_limits(limits);
         self.flow_control(py, true)
     }

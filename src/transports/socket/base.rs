@@ -392,7 +392,7 @@ impl<K: Kind> SocketCore<K> {
         high: Option<Bound<'_, PyAny>>,
         low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let limits = flow::parse_limits(high, low)?;
+        let limits = flow::parse_limits(py, high, low)?;
         self.st.borrow_mut(py).flow.set_limits(limits);
         self.maybe_pause_protocol(py)
     }

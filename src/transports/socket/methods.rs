@@ -158,8 +158,11 @@ macro_rules! socket_core_methods {
                 self.0.st.borrow(py).kind.pending()
             }
 
-            fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-                self.0.st.borrow(py).flow.limits()
+            fn get_write_buffer_limits<'py>(
+                &self,
+                py: Python<'py>,
+            ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+                self.0.st.borrow(py).flow.limits(py)
             }
 
             #[pyo3(signature = (high=None, low=None))]
