@@ -553,6 +553,29 @@ def test_write_pipe_close_twice_and_write_after_close(loop, pipe_fds):
     assert os.read(r, 10) == b""
 
 
+def test_write_pipe_unwritable_buffer_is_a_fatal_error(loop, pipe_fds):
+    # os.write cannot take a non-contiguous view: asyncio's write reports a
+    # fatal error and loses the pipe; an empty one is nothing to write.
+    r, w = pipe_fds
+
+    async def main():
+        seen = []
+        loop.set_exception_handler(lambda _, ctx: seen.append(ctx))
+        transport, rec = await loop.connect_write_pipe(Rec, open(w, "wb", buffering=0))
+        transport.write(memoryview(b"")[::2])
+        transport.write(b"ok")
+        assert seen == [] and not transport.is_closing()
+        transport.write(memoryview(b"abcdef")[::2])
+        exc = await rec.lost
+        return rec.events, exc, seen
+
+    events, exc, seen = run(loop, main())
+    assert events == ["connection_made", "connection_lost"]
+    assert isinstance(exc, BufferError)
+    assert [(c["message"], c["exception"]) for c in seen] == [("Fatal write error on pipe transport", exc)]
+    assert os.read(r, 10) == b"ok"
+
+
 # -- pseudo-terminals ---------------------------------------------------------
 
 

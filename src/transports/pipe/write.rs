@@ -183,15 +183,22 @@ impl WritePipeCore {
             return Err(PyAssertionError::new_err(data.repr()?.unbind()));
         }
         let view;
-        let bytes: &[u8] = match data.cast::<PyBytes>() {
-            Ok(b) => b.as_bytes(),
-            Err(_) => {
-                view = BufferView::new(data, false)?;
-                // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
-                unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) }
-            }
+        let bytes: PyResult<&[u8]> = match data.cast::<PyBytes>() {
+            Ok(b) => Ok(b.as_bytes()),
+            Err(_) => match BufferView::new(data, false) {
+                Ok(v) => {
+                    view = v;
+                    // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
+                    Ok(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) })
+                }
+                Err(e) => Err(e),
+            },
         };
-        if bytes.is_empty() {
+        let empty = match &bytes {
+            Ok(b) => b.is_empty(),
+            Err(_) => data.len()? == 0, // asyncio's `if not data`
+        };
+        if empty {
             return Ok(());
         }
         let buffer_empty = {
@@ -209,6 +216,18 @@ impl WritePipeCore {
                 return Ok(());
             }
             st.buffer.is_empty()
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            // A buffer `os.write` cannot take (a non-contiguous view):
+            // asyncio's `os.write` fails, a fatal error; behind a backlog its
+            // `self._buffer += data` raises.
+            Err(e) if buffer_empty => {
+                this.st.borrow_mut(py).conn_lost += 1;
+                let exc = e.into_value(py).into_bound(py).into_any();
+                return Self::_fatal_error(slf, exc, "Fatal write error on pipe transport");
+            }
+            Err(e) => return Err(e),
         };
         let mut sent = 0;
         if buffer_empty {
