@@ -567,6 +567,7 @@ def test_write_pipe_unwritable_buffer_is_a_fatal_error(loop, pipe_fds):
         assert seen == [] and not transport.is_closing()
         transport.write(memoryview(b"abcdef")[::2])
         exc = await rec.lost
+        loop.set_exception_handler(None)  # its contexts hold the transport
         return rec.events, exc, seen
 
     events, exc, seen = run(loop, main())

@@ -1069,6 +1069,7 @@ def test_datagram_sendto_without_any_address_is_a_fatal_error(loop):
         assert p.errors == [] and tr.is_closing()
         assert [c["message"] for c in seen] == ["Fatal write error on datagram transport"]
         assert seen[0]["exception"] is exc
+        loop.set_exception_handler(None)  # its contexts hold the transport
 
     run(loop, main())
 
