@@ -170,21 +170,25 @@ struct RecvIntoOp {
     buf: Py<PyAny>,
 }
 
+/// `socket.recv_into(buf)`'s error for a buffer it cannot write into (a
+/// read-only or non-contiguous one), message included.
+pub fn recv_into_type_error(buf: &Bound<'_, PyAny>) -> PyErr {
+    let kind = buf
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyTypeError::new_err(format!(
+        "recv_into() argument 1 must be read-write bytes-like object, not {kind}"
+    ))
+}
+
 fn recv_into(
     py: Python<'_>,
     sock: &Bound<'_, PyAny>,
     buf: &Bound<'_, PyAny>,
 ) -> PyResult<Io<usize>> {
-    let view = BufferView::new(buf, true).map_err(|_| {
-        let kind = buf
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        PyTypeError::new_err(format!(
-            "recv_into() argument 'buffer' must be read-write bytes-like object, not {kind}"
-        ))
-    })?;
+    let view = BufferView::new(buf, true).map_err(|_| recv_into_type_error(buf))?;
     let fd = sock_fd(sock)?;
     // SAFETY: the writable export keeps `view.len()` bytes at `view.ptr()` alive.
     syscall(py, || unsafe {

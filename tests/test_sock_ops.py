@@ -71,8 +71,10 @@ def test_recv_into_any_writable_buffer(loop, pair, make_buf):
 def test_recv_into_readonly_buffer_is_type_error(loop, pair):
     a, b = pair
     b.send(b"x")
-    with pytest.raises(TypeError):
-        loop.run_until_complete(loop.sock_recv_into(a, b"immutable"))
+    for buf, kind in ((b"immutable", "bytes"), (memoryview(bytearray(8))[::2], "memoryview")):
+        with pytest.raises(TypeError) as ei:
+            loop.run_until_complete(loop.sock_recv_into(a, buf))
+        assert str(ei.value) == f"recv_into() argument 1 must be read-write bytes-like object, not {kind}"
 
 
 def test_sendall_partial_writes_to_slow_reader(loop, pair):

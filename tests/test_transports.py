@@ -252,6 +252,41 @@ def test_eof_received_true_keeps_transport_writable(loop, kind, tmp_path):
     run(loop, main())
 
 
+def test_buffered_protocol_with_a_read_only_buffer_fails_as_recv_into(loop):
+    # get_buffer() returning bytes: asyncio's sock.recv_into(buf) raises
+    # TypeError, a fatal read error that loses the connection.
+    class ReadOnly(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return b"read-only"
+
+        def buffer_updated(self, nbytes):
+            raise AssertionError("nothing can be read into bytes")
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    class Greeter(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"hello")
+
+    async def main():
+        errors = catch_errors(loop)
+        server = await loop.create_server(Greeter, "127.0.0.1", 0)
+        async with server:
+            _, p = await loop.create_connection(ReadOnly, *server.sockets[0].getsockname())
+            exc = await within(p.lost)
+        loop.set_exception_handler(None)  # its contexts hold the transport
+        return exc, [(c["message"], c["exception"]) for c in errors]
+
+    exc, errors = run(loop, main())
+    assert isinstance(exc, TypeError)
+    assert str(exc) == "recv_into() argument 1 must be read-write bytes-like object, not bytes"
+    assert errors == [("Fatal read error on socket transport", exc)]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_buffered_protocol_receives_1mib(loop, kind, tmp_path):
     payload = os.urandom(MiB)

@@ -1,13 +1,14 @@
 //! The reading half of `StreamTransportCore`: `data_received` (or the
 //! `BufferedProtocol` calls) and EOF handling.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::StreamTransportCore;
 use crate::pyhelpers::{is_exit, os_error};
 use crate::reactor::Side;
+use crate::sock_ops::recv_into_type_error;
 use crate::sysio::{recv_bytes, BufferView, Io};
 use crate::transports::constants::MAX_SIZE;
 
@@ -67,11 +68,7 @@ impl StreamTransportCore {
         };
         let fd = this.live_fd(py)?;
         let got = BufferView::new(&buf, true)
-            .map_err(|_| {
-                PyTypeError::new_err(
-                    "recv_into() argument 'buffer' must be read-write bytes-like object",
-                )
-            })
+            .map_err(|_| recv_into_type_error(&buf))
             .and_then(|view| {
                 // SAFETY: the writable export keeps `view.len()` bytes alive.
                 let n = unsafe { libc::recv(fd, view.ptr().cast(), view.len(), 0) };
