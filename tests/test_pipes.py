@@ -177,6 +177,7 @@ def test_read_pipe_close_by_reader(loop, pipe_fds):
 
     async def main():
         transport, rec = await loop.connect_read_pipe(Rec, pipe)
+        assert not hasattr(transport, "abort")  # a read transport has none
         os.write(w, b"x")
         await until(lambda: rec.data == b"x")
         transport.close()

@@ -62,9 +62,6 @@ class _CoreBacked:
     def set_protocol(self, protocol):
         self._core.set_protocol(protocol)
 
-    def abort(self):
-        self._core.abort()
-
     def _fatal_error(self, exc, message=None):
         self._core._fatal_error(exc, self._fatal_message if message is None else message)
 
@@ -89,9 +86,13 @@ class _CoreBacked:
 
 
 class _CoreFlowControl:
-    """The write side's flow-control API, answered by the core."""
+    """The write side's API (flow control, `abort`), answered by the core.
+    A read pipe has none: asyncio's `_UnixReadPipeTransport` has no `abort`."""
 
     __slots__ = ()
+
+    def abort(self):
+        self._core.abort()
 
     def get_write_buffer_limits(self):
         return self._core.get_write_buffer_limits()
