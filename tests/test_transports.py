@@ -1109,6 +1109,50 @@ def test_datagram_sendto_without_any_address_is_a_fatal_error(loop):
     run(loop, main())
 
 
+def test_abort_after_a_drained_close_is_a_no_op(floop):
+    # close() with data pending; once it drained, connection_lost ran. An
+    # abort() then has nothing to do (asyncio's raises AttributeError: its
+    # drained close never counted the connection as lost).
+    loop = floop
+
+    async def main():
+        server = await loop.create_server(lambda: Recorder(loop), "127.0.0.1", 0)
+        async with server:
+            peer = socket.create_connection(server.sockets[0].getsockname())
+            with peer:
+                tr, p = await loop.connect_accepted_socket(lambda: Recorder(loop), peer.dup())
+                tr.write(b"x" * (4 * MiB))
+                tr.close()
+                peer.close()
+            await within(p.lost)
+            tr.abort()
+            await asyncio.sleep(0.01)
+            return p.calls
+
+    calls = run(loop, main())
+    assert calls.count("connection_lost") == 1
+
+
+def test_write_pipe_abort_after_connection_lost_is_a_no_op(floop):
+    loop = floop
+    r, w = os.pipe()
+
+    async def main():
+        tr, p = await loop.connect_write_pipe(lambda: Recorder(loop), open(w, "wb", buffering=0))
+        tr.write(b"bye")
+        tr.close()
+        await within(p.lost)
+        tr.abort()
+        await asyncio.sleep(0.01)
+        return p.calls
+
+    try:
+        assert run(loop, main()).count("connection_lost") == 1
+        assert os.read(r, 10) == b"bye"
+    finally:
+        os.close(r)
+
+
 def test_datagram_abort(loop):
     async def main():
         tr, p = await loop.create_datagram_endpoint(lambda: DatagramRecorder(loop), local_addr=("127.0.0.1", 0))

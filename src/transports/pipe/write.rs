@@ -72,6 +72,11 @@ impl WritePipeCore {
     fn close_with(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if this.ends.borrow(py).loop_(py).is_none() {
+            // `connection_lost` ran: nothing to close (an `abort()` now
+            // raises AttributeError in asyncio, a defect).
+            return Ok(());
+        }
         let had_buffer = {
             let mut st = this.st.borrow_mut(py);
             st.closing = true;

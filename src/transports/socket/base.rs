@@ -474,7 +474,10 @@ impl<K: Kind> SocketCore<K> {
         K::flush_batch(self, slf)?;
         let (had_buffer, pending, was_closing) = {
             let mut st = self.st.borrow_mut(py);
-            if st.conn_lost > 0 {
+            // Also once `connection_lost` ran after a drained `close()`
+            // (which, as in asyncio, does not count the loss): nothing is
+            // left to abort. asyncio raises AttributeError there, a defect.
+            if st.conn_lost > 0 || st.loop_.is_none() {
                 return Ok(());
             }
             let had_buffer = st.kind.pending() > 0;
