@@ -16,6 +16,7 @@ import gc
 import os
 import socket
 import stat
+import sys
 import time
 from asyncio import trsock
 
@@ -346,6 +347,44 @@ def test_buffered_protocol_receives_1mib(loop, kind, tmp_path):
 
 
 # -- the transport API ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["non-contiguous", "released"])
+def test_writelines_with_an_unreadable_view(loop, bad):
+    # 3.11 joins the parts: join's TypeError. 3.12+ takes memoryview(part):
+    # a released view raises there; a non-contiguous one is buffered and
+    # its sendmsg fails, a fatal error that loses the connection.
+    async def main():
+        errors = catch_errors(loop)
+        server = await loop.create_server(lambda: Recorder(loop), "127.0.0.1", 0)
+        async with server:
+            tr, p = await loop.create_connection(lambda: Recorder(loop), *server.sockets[0].getsockname())
+            view = memoryview(b"abcdef")[::2] if bad == "non-contiguous" else memoryview(b"abc")
+            if bad == "released":
+                view.release()
+            outcome = None
+            try:
+                tr.writelines([b"first", view])
+            except Exception as exc:
+                outcome = exc
+                tr.close()
+            lost = await within(p.lost)
+        loop.set_exception_handler(None)  # its contexts hold the transport
+        return outcome, lost, [(c["message"], type(c["exception"])) for c in errors]
+
+    outcome, lost, errors = run(loop, main())
+    if sys.version_info < (3, 12):
+        assert type(outcome) is TypeError
+        assert str(outcome) == "sequence item 1: expected a bytes-like object, memoryview found"
+        assert lost is None and errors == []
+    elif bad == "released":
+        assert type(outcome) is ValueError
+        assert str(outcome) == "operation forbidden on released memoryview object"
+        assert lost is None and errors == []
+    else:
+        assert outcome is None
+        assert type(lost) is BufferError
+        assert errors == [("Fatal write error on socket transport", BufferError)]
 
 
 @pytest.mark.parametrize("kind", KINDS)

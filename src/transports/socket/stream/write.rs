@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -86,7 +86,11 @@ impl StreamTransportCore {
             match part.cast::<PyBytes>() {
                 Ok(b) => chunks.push_shared(b.clone().unbind(), 0, b.as_bytes().len()),
                 Err(_) => {
-                    let view = BufferView::new(part, false)?;
+                    let Ok(view) = BufferView::new(part, false) else {
+                        // join's TypeError for a view it cannot read (a
+                        // non-contiguous or released memoryview).
+                        return joined(PyList::new(py, &parts)?.as_any());
+                    };
                     // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
                     chunks.push_copy(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) });
                 }
@@ -162,7 +166,16 @@ impl StreamTransportCore {
                     .import(py, "builtins", "memoryview")?
                     .call1((part,))?
             };
-            let view = BufferView::new(&view_obj, false)?;
+            let view = match BufferView::new(&view_obj, false) {
+                Ok(view) => view,
+                // A view memoryview() takes but sendmsg cannot (not
+                // C-contiguous): asyncio buffers it and its send fails, a
+                // fatal error that drops the buffer.
+                Err(e) if e.is_instance_of::<PyBufferError>(py) => {
+                    return Self::write_failed(slf, e);
+                }
+                Err(e) => return Err(e),
+            };
             // SAFETY: the export keeps `view.len()` bytes alive while `view` lives.
             chunks.push_copy(unsafe { std::slice::from_raw_parts(view.ptr(), view.len()) });
         }
