@@ -15,8 +15,10 @@ import struct
 import threading
 import time
 
+import pytest
 
-from tests.helpers import ferroloop
+
+from tests.helpers import ferroloop, run_python
 
 
 class Keep(asyncio.Protocol):
@@ -283,3 +285,40 @@ def test_unsendable_buffer_after_a_batched_write_is_a_fatal_error(loop):
 
     assert _run(loop, body) == (b"sent first", [BufferError])
     assert seen == [("Fatal write error on socket transport", BufferError)]
+
+
+PEER_SEES_IT_IN_THE_CALLBACK = """
+    import asyncio, socket, ferroloop
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as srv:
+            peer = socket.create_connection(srv.getsockname())
+            ours, _ = srv.accept()
+        tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        await asyncio.sleep(0.05)
+        tr.write(b"A")  # then, in the same callback, look at the peer:
+        peer.settimeout(0.5)
+        try:
+            got = peer.recv(1)
+        except TimeoutError:
+            got = b"(nothing yet)"
+        print(got.decode())
+        tr.close()
+        peer.close()
+
+    ferroloop.run(main())
+"""
+
+
+@pytest.mark.parametrize("setting, seen", [(None, "(nothing yet)"), ("0", "A")])
+def test_the_peer_sees_a_write_within_the_callback_only_without_batching(setting, seen):
+    # The one thing batching changes that a program can see: a write
+    # reaches the peer when the callback returns, so a peer read from the
+    # same callback finds nothing (with asyncio, it finds the byte).
+    # FERROLOOP_WRITE_BATCHING=0 turns batching off for the process.
+    env = {"FERROLOOP_WRITE_BATCHING": setting} if setting else {}
+    res = run_python(PEER_SEES_IT_IN_THE_CALLBACK, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == seen
+

@@ -3,10 +3,20 @@
 //! their flush once it returns.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 
 use super::LoopCore;
+
+/// Write batching is on unless `FERROLOOP_WRITE_BATCHING=0` was set when
+/// the process first wrote: batched bytes reach the peer when the callback
+/// returns, not at `write()`, which a program could tell (a thread that
+/// reads the peer while the callback waits for it; see docs/differences.md).
+fn batching_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("FERROLOOP_WRITE_BATCHING").is_none_or(|v| v != "0"))
+}
 
 /// The calling thread, as `loop_thread` records it.
 pub(super) fn current_thread() -> u64 {
@@ -19,7 +29,9 @@ impl LoopCore {
     /// inside the running loop, on its own thread (a write from elsewhere
     /// goes out at once, as asyncio's does).
     pub(crate) fn batching_here(&self) -> bool {
-        self.running.load(Relaxed) && self.loop_thread.load(Relaxed) == current_thread()
+        self.running.load(Relaxed)
+            && self.loop_thread.load(Relaxed) == current_thread()
+            && batching_enabled()
     }
 
     /// Queue a transport core whose writes wait for the end of the callback.

@@ -7,7 +7,10 @@
 //! the kernel's TCP stack, the second of which often leaves as its own
 //! segment and wakes the peer again. Batched, the parts leave as one.
 //!
-//! What a program can see stays asyncio's:
+//! What the transport's API shows stays asyncio's (the bytes reach the
+//! peer when the callback returns rather than at `write()`, which only
+//! code reading the peer inside the callback can tell;
+//! `FERROLOOP_WRITE_BATCHING=0` turns batching off):
 //! - batched bytes are as good as sent: `get_write_buffer_size()` does not
 //!   count them and they never pause the protocol; only what the kernel
 //!   refuses at the flush is buffered, and flow control applies to that, as
