@@ -37,12 +37,25 @@ impl PartialOrd for Entry {
         Some(self.cmp(other))
     }
 }
+impl Entry {
+    /// The deadline the heap orders by: a NaN one is due at once. asyncio's
+    /// `heapq` cannot order NaN; a NaN timer scheduled first stays at the
+    /// heap's top, where `_run_once` finds it due (`nan >= end` is false).
+    fn key(&self) -> f64 {
+        if self.when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            self.when
+        }
+    }
+}
+
 impl Ord for Entry {
     /// Reversed, so `BinaryHeap` (a max-heap) pops the earliest deadline.
     fn cmp(&self, other: &Self) -> Ordering {
         other
-            .when
-            .total_cmp(&self.when)
+            .key()
+            .total_cmp(&self.key())
             .then_with(|| other.seq.cmp(&self.seq))
     }
 }

@@ -424,6 +424,20 @@ def test_timer_handle_when(loop):
     h2.cancel()
 
 
+def test_a_nan_timer_scheduled_first_is_due_at_once(loop):
+    # asyncio's heap keeps a NaN deadline scheduled first at its top, and
+    # _run_once finds it due: it runs at once, not after the later timer.
+    async def main():
+        fut = loop.create_future()
+        t0 = time.monotonic()
+        loop.call_later(float("nan"), fut.set_result, "nan")
+        loop.call_later(2, lambda: fut.done() or fut.set_result("the 2 s timer"))
+        return await fut, time.monotonic() - t0
+
+    got, took = loop.run_until_complete(main())
+    assert got == "nan" and took < 1.0
+
+
 def test_call_later_accepts_int_and_negative_delay(loop):
     out = []
     loop.call_later(0, out.append, "zero")
