@@ -22,6 +22,8 @@ const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
 
 pub struct Entry {
     when: f64,
+    /// What the heap orders by: `when`, except for NaN (see `push`).
+    key: f64,
     seq: u64,
     pub handle: Py<TimerHandle>,
 }
@@ -37,25 +39,12 @@ impl PartialOrd for Entry {
         Some(self.cmp(other))
     }
 }
-impl Entry {
-    /// The deadline the heap orders by: a NaN one is due at once. asyncio's
-    /// `heapq` cannot order NaN; a NaN timer scheduled first stays at the
-    /// heap's top, where `_run_once` finds it due (`nan >= end` is false).
-    fn key(&self) -> f64 {
-        if self.when.is_nan() {
-            f64::NEG_INFINITY
-        } else {
-            self.when
-        }
-    }
-}
-
 impl Ord for Entry {
     /// Reversed, so `BinaryHeap` (a max-heap) pops the earliest deadline.
     fn cmp(&self, other: &Self) -> Ordering {
         other
-            .key()
-            .total_cmp(&self.key())
+            .key
+            .total_cmp(&self.key)
             .then_with(|| other.seq.cmp(&self.seq))
     }
 }
@@ -146,10 +135,20 @@ pub struct TimerHeap {
 }
 
 impl TimerHeap {
+    /// A NaN deadline orders as asyncio's `heapq` leaves it, which no
+    /// comparison moves: pushed onto an empty heap it is the top, due at
+    /// once (`nan >= end_time` is false); pushed onto a non-empty one it
+    /// stays below the rest, and runs after them.
     pub fn push(&mut self, when: f64, handle: Py<TimerHandle>) {
         self.seq += 1;
+        let key = match when.is_nan() {
+            false => when,
+            true if self.heap.len() == 0 => f64::NEG_INFINITY,
+            true => f64::INFINITY,
+        };
         self.heap.push(Entry {
             when,
+            key,
             seq: self.seq,
             handle,
         });
