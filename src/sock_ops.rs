@@ -17,7 +17,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyMemoryView};
 use pyo3::{intern, IntoPyObjectExt, PyTraverseError};
 
 use crate::event_loop::LoopCore;
@@ -173,11 +173,15 @@ struct RecvIntoOp {
 /// `socket.recv_into(buf)`'s error for a buffer it cannot write into (a
 /// read-only or non-contiguous one), message included.
 pub fn recv_into_type_error(buf: &Bound<'_, PyAny>) -> PyErr {
-    let kind = buf
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
+    // CPython's argument errors name None itself, other objects by type.
+    let kind = match buf.is_none() {
+        true => "None".to_owned(),
+        false => buf
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    };
     PyTypeError::new_err(format!(
         "recv_into() argument 1 must be read-write bytes-like object, not {kind}"
     ))
@@ -190,6 +194,11 @@ fn recv_into(
 ) -> PyResult<Io<usize>> {
     let view = BufferView::new(buf, true).map_err(|_| recv_into_type_error(buf))?;
     let fd = sock_fd(sock)?;
+    if view.len() == 0 {
+        // Nothing to read into: 0 at once, as `socket.recv_into` answers
+        // (the kernel would say EAGAIN on an idle TCP socket, a wait forever).
+        return Ok(Io::Done(0));
+    }
     // SAFETY: the writable export keeps `view.len()` bytes at `view.ptr()` alive.
     syscall(py, || unsafe {
         libc::recv(fd, view.ptr().cast(), view.len(), 0)
@@ -334,6 +343,12 @@ pub fn sock_sendall<'py>(
     if sent == view.len() {
         return Ok(py.None().into_bound(py));
     }
+    // asyncio sends the rest from its own `memoryview(data)`: a caller's
+    // memoryview stays theirs to release while the send waits.
+    let view = match data.cast::<PyMemoryView>() {
+        Ok(_) => BufferView::new(PyMemoryView::from(data)?.as_any(), false)?,
+        Err(_) => view,
+    };
     let fut = LoopCore::create_future(loop_)?;
     let op = SendAllOp {
         fut: fut.clone().unbind(),

@@ -53,7 +53,9 @@ def test_recv_zero_and_negative(loop, pair):
         loop.run_until_complete(loop.sock_recv(a, -1))
 
 
-@pytest.mark.parametrize("make_buf", [bytearray, lambda n: array.array("b", bytes(n)), lambda n: memoryview(bytearray(n))[2:]])
+@pytest.mark.parametrize(
+    "make_buf", [bytearray, lambda n: array.array("b", bytes(n)), lambda n: memoryview(bytearray(n))[2:]]
+)
 def test_recv_into_any_writable_buffer(loop, pair, make_buf):
     a, b = pair
     buf = make_buf(16)
@@ -71,10 +73,55 @@ def test_recv_into_any_writable_buffer(loop, pair, make_buf):
 def test_recv_into_readonly_buffer_is_type_error(loop, pair):
     a, b = pair
     b.send(b"x")
-    for buf, kind in ((b"immutable", "bytes"), (memoryview(bytearray(8))[::2], "memoryview")):
+    for buf, kind in ((b"immutable", "bytes"), (memoryview(bytearray(8))[::2], "memoryview"), (None, "None")):
         with pytest.raises(TypeError) as ei:
             loop.run_until_complete(loop.sock_recv_into(a, buf))
         assert str(ei.value) == f"recv_into() argument 1 must be read-write bytes-like object, not {kind}"
+
+
+@pytest.mark.parametrize("family", ["unix", "tcp"])
+def test_recv_into_an_empty_buffer_returns_0_at_once(loop, family):
+    # socket.recv_into answers 0 for an empty buffer; the kernel would say
+    # EAGAIN on an idle TCP socket, and a wait for readability never ends.
+    if family == "unix":
+        a, b = socket.socketpair()
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as srv:
+            b = socket.create_connection(srv.getsockname())
+            a, _ = srv.accept()
+    with a, b:
+        a.setblocking(False)
+
+        async def main():
+            return [
+                await asyncio.wait_for(loop.sock_recv_into(a, buf), 2)
+                for buf in (bytearray(0), memoryview(bytearray(1))[:0])
+            ]
+
+        with pytest.raises(TypeError):  # a read-only empty view is still refused
+            loop.run_until_complete(loop.sock_recv_into(a, b""))
+        assert loop.run_until_complete(main()) == [0, 0]
+
+
+def test_sendall_pending_leaves_the_callers_memoryview_releasable(loop, pair):
+    # asyncio sends the rest from its own memoryview(data): the caller may
+    # release theirs while the send waits, and the bytes still all arrive.
+    a, b = pair
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def main():
+        mv = memoryview(bytearray(payload))
+        send = asyncio.ensure_future(loop.sock_sendall(a, mv))
+        await asyncio.sleep(0.01)
+        assert not send.done()
+        mv.release()
+        got = bytearray()
+        while len(got) < len(payload):
+            got += await loop.sock_recv(b, 1024 * 1024)
+        await send
+        return bytes(got) == payload
+
+    assert loop.run_until_complete(main())
 
 
 def test_sendall_partial_writes_to_slow_reader(loop, pair):
