@@ -457,6 +457,26 @@ def test_socket_asked_for_in_connection_lost_is_still_open(loop):
 
 
 
+def test_closing_a_connection_with_unread_data_resets_the_peer(loop):
+    # Closing a socket with unread data sends a reset, and the peer sees
+    # ConnectionResetError (asyncio), not a clean EOF first.
+    async def main():
+        server, client, transport = await _accept_one(loop, loop.create_future())
+        with client:
+            transport.pause_reading()
+            client.sendall(b"never read")
+            await asyncio.sleep(0.05)  # in the server's receive queue
+            transport.close()
+            await asyncio.sleep(0.05)
+            client.settimeout(5)
+            with pytest.raises(ConnectionResetError):
+                client.recv(100)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
 def test_a_closed_connection_sends_its_eof_at_once(floop):
     """ferroloop sends a bare connection's FIN as `close()` is called (the
     socket itself closes after `connection_lost`, as asyncio's does), so

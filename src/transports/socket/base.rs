@@ -457,9 +457,18 @@ impl<K: Kind> SocketCore<K> {
         // asyncio's close would leave open for it.
         let sole = self.st.borrow(py).sock.sole_fd();
         if let Some(fd) = sole {
+            // Not with unread data: closing such a socket resets the
+            // connection, and the peer must see that reset (asyncio's
+            // ConnectionResetError), not this FIN's clean EOF before it.
+            let mut unread: libc::c_int = 0;
             // SAFETY: `fd` is the transport's own open socket (held in its
-            // `SockSlot`); shutdown reports any problem through errno.
-            unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+            // `SockSlot`); FIONREAD writes one int to `unread`, shutdown
+            // reports any problem through errno.
+            unsafe {
+                if libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0 && unread == 0 {
+                    libc::shutdown(fd, libc::SHUT_WR);
+                }
+            }
         }
     }
 
