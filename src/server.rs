@@ -368,7 +368,8 @@ impl Acceptor {
                 "Error on transport creation for incoming connection",
             )?;
             context.set_item("exception", err.into_value(py))?;
-            if let Some(p) = protocol {
+            // asyncio names the protocol only if it is not None.
+            if let Some(p) = protocol.filter(|p| !p.is_none()) {
                 context.set_item("protocol", p)?;
             }
             lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;

@@ -329,6 +329,15 @@ def test_remove_reader_after_fd_closed(loop):
     run_iterations(loop, 1)
 
 
+def test_removing_an_fd_number_past_c_int_is_false(loop):
+    # Nothing can be registered under it: asyncio's selector lookup misses.
+    for fd in (2**40, 2**70):
+        assert loop.remove_reader(fd) is False
+        assert loop.remove_writer(fd) is False
+    with pytest.raises(ValueError):
+        loop.remove_reader(-1)
+
+
 def test_add_reader_on_transport_fd_is_refused(loop):
     import asyncio
 

@@ -128,6 +128,28 @@ def test_failing_protocol_factory_closes_the_connection(loop, debug):
         assert relevant == []
 
 
+def test_protocol_factory_returning_none_in_debug_mode(loop):
+    # asyncio's report names the protocol only when it is not None.
+    loop.set_debug(True)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    async def main():
+        server = await loop.create_server(lambda: None, "127.0.0.1", 0)
+        with socket.create_connection(server.sockets[0].getsockname()):
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if contexts:
+                    break
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    loop.set_exception_handler(None)
+    assert [sorted(c) for c in contexts] == [["exception", "message"]]
+    assert isinstance(contexts[0]["exception"], AttributeError)
+
+
 def test_out_of_fds_is_reported_and_accepting_recovers(loop):
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))

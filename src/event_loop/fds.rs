@@ -107,7 +107,13 @@ impl LoopCore {
         if slf.get().closed.load(Relaxed) {
             return Ok(false);
         }
-        let fd = Self::lookup_fd(slf, fd)?;
+        let fd = match Self::lookup_fd(slf, fd) {
+            Ok(fd) => fd,
+            // No C int: nothing can be registered under it (asyncio's
+            // selector lookup misses, and it returns False).
+            Err(e) if e.is_instance_of::<PyOverflowError>(slf.py()) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         Self::remove_fd(slf, fd, side)
     }
 
