@@ -141,8 +141,9 @@ def test_protocol_factory_returning_none_in_debug_mode(loop):
                 await asyncio.sleep(0.01)
                 if contexts:
                     break
+        # Not wait_closed(): from 3.12 the failed connection stays attached
+        # to the server (on both loops), so it would never return.
         server.close()
-        await server.wait_closed()
 
     loop.run_until_complete(main())
     loop.set_exception_handler(None)
@@ -292,6 +293,7 @@ def test_a_loop_subclass_makes_accepted_transports_itself(loop):
 
     sub = Sub()
     try:
+
         async def main():
             server = await sub.create_server(Echo, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
@@ -356,8 +358,7 @@ def test_accepted_socket_is_the_transports_own_object(loop):
         assert info is transport.get_extra_info("socket") is transport._extra["socket"]
         assert info._sock is transport._sock
         assert info.fileno() == transport._sock_fd
-        assert (info.family, info.type, info.proto) == (
-            listener.family, listener.type, listener.proto)
+        assert (info.family, info.type, info.proto) == (listener.family, listener.type, listener.proto)
         assert transport._sock.gettimeout() == 0.0
         assert info.getpeername() == client.getsockname()
         transport.close()
@@ -476,7 +477,6 @@ def test_socket_asked_for_in_connection_lost_is_still_open(loop):
 
     peer = loop.run_until_complete(main())
     assert seen == [(True, peer)]
-
 
 
 def test_closing_a_connection_with_unread_data_resets_the_peer(loop):
