@@ -443,3 +443,30 @@ def test_closed_loop_is_freed_without_the_cycle_collector(loop_factory):
         assert ref() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("factory", ["asyncio.new_event_loop", "ferroloop.new_event_loop"])
+def test_transports_left_open_at_exit_print_nothing(factory):
+    # An accepted connection nobody asked the socket of, still open when
+    # the interpreter exits: its __del__ must not build the socket object
+    # then (the socket module can no longer be imported).
+    code = f"""
+        import asyncio, ferroloop
+        kept = []
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            client = await loop.create_connection(asyncio.Protocol, *server.sockets[0].getsockname())
+            await asyncio.sleep(0.02)
+            kept.append((server, client))
+
+        loop = {factory}()
+        loop.run_until_complete(main())
+        print("exiting")
+    """
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["exiting"]
+    assert res.stderr == ""
+

@@ -152,6 +152,14 @@ class _SocketTransport(_CoreBacked, _CoreFlowControl, _FlowControlMixin):
             return self._extra[name]
         return extra.get(name, default)
 
+    def __del__(self, _warn=warnings.warn):
+        # Without making the socket object (see SockSlot): at interpreter
+        # exit the socket module can no longer be imported.
+        core = self.__dict__.get("_core")
+        if core is not None and core.has_sock:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core._close_sock_for_del()
+
     @property
     def _sock(self):
         core = self._core

@@ -218,6 +218,21 @@ impl<K: Kind> SocketCore<K> {
         made.map(|()| obj)
     }
 
+    /// Close the socket without making its object: an unclosed transport's
+    /// `__del__`, which may run as the interpreter exits (when the socket
+    /// module can no longer be imported). The fd is closed once no borrow
+    /// is held; an object is closed through its own `close()`.
+    pub(super) fn close_sock_for_del(&self, py: Python<'_>) -> PyResult<()> {
+        let slot = self.st.borrow_mut(py).sock.take();
+        match slot {
+            SockSlot::Object(o) => o.bind(py).call_method0(intern!(py, "close")).map(drop),
+            bare => {
+                drop(bare);
+                Ok(())
+            }
+        }
+    }
+
     /// `get_extra_info('socket')`: a `TransportSocket` over the socket
     /// object, or, for a transport closed before anyone asked, over a
     /// closed socket of its kind (as asyncio's, made at set-up, would be).

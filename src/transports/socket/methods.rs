@@ -51,6 +51,11 @@ macro_rules! socket_core_methods {
                 self.0.st.borrow(py).sock.is_open()
             }
 
+            /// For `__del__`: close the socket without making its object.
+            fn _close_sock_for_del(&self, py: Python<'_>) -> PyResult<()> {
+                self.0.close_sock_for_del(py)
+            }
+
             /// What `get_extra_info('socket')` gives (see `SockSlot`).
             fn transport_socket<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 self.0.transport_socket(py)
