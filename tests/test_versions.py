@@ -314,6 +314,18 @@ def test_install_warns_where_asyncio_deprecates_policies():
         assert deprecations == []
 
 
+def test_install_warning_blames_the_caller():
+    # From __main__, the default filters show a DeprecationWarning only if
+    # it is attributed there, as asyncio.set_event_loop_policy's is.
+    proc = run_python(["-c", "import ferroloop\nferroloop.install()"])
+    assert proc.returncode == 0, proc.stderr
+    if PY314:
+        assert "<string>:2: DeprecationWarning" in proc.stderr
+        assert "set_event_loop_policy" in proc.stderr
+    else:
+        assert proc.stderr == ""
+
+
 def test_loop_factory_is_the_documented_way(loop_factory):
     # asyncio.run(loop_factory=...) (3.12+) and Runner(loop_factory=...)
     # (3.11+) need no policy on any version.

@@ -12,6 +12,7 @@ Importing ferroloop changes nothing in asyncio by itself.
 from __future__ import annotations
 
 import asyncio as _asyncio
+import warnings as _warnings
 from typing import Any, Coroutine, TypeVar
 
 from . import _compat
@@ -83,6 +84,11 @@ class EventLoopPolicy(_compat.DefaultPolicy):  # type: ignore[misc,valid-type]
 def install() -> None:
     """Make ferroloop the loop asyncio creates (sets the event loop policy).
 
-    From Python 3.14 asyncio deprecates policies and warns here, as
-    ``asyncio.set_event_loop_policy`` does."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    From Python 3.14 asyncio deprecates policies, and this warns as
+    ``asyncio.set_event_loop_policy`` does, blaming the caller (so the
+    default filters show it when called from ``__main__``)."""
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        _asyncio.set_event_loop_policy(EventLoopPolicy())
+    for w in caught:
+        _warnings.warn(w.message, w.category, stacklevel=2)
