@@ -46,14 +46,9 @@ def _core_methods(*names):
 
 
 class _CoreBacked:
-    """What every ferroloop transport answers from its Rust core.
-
-    `_resource` names the core's attribute holding the socket or pipe (None
-    once the transport is closed).
-    """
+    """What every ferroloop transport answers from its Rust core."""
 
     __slots__ = ()
-    _resource = "sock"
     _fatal_message = "Fatal error on transport"
 
     def get_protocol(self):
@@ -76,13 +71,6 @@ class _CoreBacked:
     @property
     def _closing(self):
         return self._core.is_closing()
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get("_core")
-        resource = getattr(core, self._resource) if core is not None else None
-        if resource is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            resource.close()
 
 
 class _CoreFlowControl:
@@ -275,8 +263,14 @@ class _PipeCoreAttrs(_CoreBacked):
     """What both pipe transports answer from their Rust core."""
 
     __slots__ = ()
-    _resource = "pipe"
     _fatal_message = "Fatal error on pipe transport"
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        pipe = core.pipe if core is not None else None
+        if pipe is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            pipe.close()
 
     @property
     def _pipe(self):
