@@ -15,6 +15,27 @@ def use_loop() -> None:
         asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())
 
 
+def recording(results: list[tuple[str, bool]]) -> type:
+    """A mixin for a unittest result or trial reporter that appends each
+    outcome to `results` as (test id, passed) and then reports it as usual."""
+
+    def note(name: str, passed: bool):
+        def method(self, test, *args):
+            results.append((test.id(), passed))
+            return getattr(super(Recording, self), name)(test, *args)
+
+        return method
+
+    class Recording:
+        addSuccess = note("addSuccess", True)
+        addExpectedFailure = note("addExpectedFailure", True)
+        addFailure = note("addFailure", False)
+        addError = note("addError", False)
+        addUnexpectedSuccess = note("addUnexpectedSuccess", False)
+
+    return Recording
+
+
 def write(results: list[tuple[str, bool]]) -> None:
     """(unittest test id, passed) pairs to $EXTERNAL_XML."""
     suite = ET.Element("testsuite")

@@ -24,27 +24,7 @@ def recording_runner(stderr):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
 
-            class Result(self.resultclass):
-                def addSuccess(self, test):
-                    results.append((test.id(), True))
-                    super().addSuccess(test)
-
-                def addExpectedFailure(self, test, err):
-                    results.append((test.id(), True))
-                    super().addExpectedFailure(test, err)
-
-                def addFailure(self, test, err):
-                    results.append((test.id(), False))
-                    super().addFailure(test, err)
-
-                def addError(self, test, err):
-                    results.append((test.id(), False))
-                    super().addError(test, err)
-
-                def addUnexpectedSuccess(self, test):
-                    results.append((test.id(), False))
-                    super().addUnexpectedSuccess(test)
-
+            class Result(_junit.recording(results), self.resultclass):
                 def addSubTest(self, test, subtest, err):
                     if err is not None:
                         results.append((test.id(), False))

@@ -16,26 +16,8 @@ from twisted.trial import reporter  # noqa: E402
 results: list[tuple[str, bool]] = []
 
 
-class Recording(reporter.TreeReporter):
-    def addSuccess(self, test):
-        results.append((test.id(), True))
-        super().addSuccess(test)
-
-    def addExpectedFailure(self, test, *args):
-        results.append((test.id(), True))
-        super().addExpectedFailure(test, *args)
-
-    def addFailure(self, test, *args):
-        results.append((test.id(), False))
-        super().addFailure(test, *args)
-
-    def addError(self, test, *args):
-        results.append((test.id(), False))
-        super().addError(test, *args)
-
-    def addUnexpectedSuccess(self, test, *args):
-        results.append((test.id(), False))
-        super().addUnexpectedSuccess(test, *args)
+class Recording(_junit.recording(results), reporter.TreeReporter):
+    pass
 
 
 config = trial.Options()
